@@ -1,0 +1,1 @@
+//! Examples of embedding Wharf's libraries; see the `[[example]]` targets.
