@@ -85,6 +85,49 @@ impl Digester {
         self.clone().finish()
     }
 
+    /// The hasher's internal state, so hashing can resume in another
+    /// process (an upload continued after a restart or on another node).
+    ///
+    /// ```
+    /// use wharf_types::{Algorithm, Digest, Digester};
+    ///
+    /// let mut d = Digester::new(Algorithm::Sha256);
+    /// d.update(b"first chunk, ");
+    /// let saved = d.save_state();
+    /// let mut resumed = Digester::restore(&saved).unwrap();
+    /// resumed.update(b"second chunk");
+    /// assert_eq!(resumed.finish(), Digest::sha256(b"first chunk, second chunk"));
+    /// ```
+    pub fn save_state(&self) -> DigesterState {
+        use sha2::digest::common::hazmat::SerializableState;
+        let bytes = match &self.state {
+            State::Sha256(h) => h.serialize().to_vec(),
+            State::Sha512(h) => h.serialize().to_vec(),
+        };
+        DigesterState {
+            algorithm: self.algorithm(),
+            len: self.len,
+            bytes,
+        }
+    }
+
+    /// Rebuilds a hasher from [`Digester::save_state`].
+    pub fn restore(saved: &DigesterState) -> Result<Self, StateError> {
+        use sha2::digest::common::hazmat::SerializableState;
+        fn load<H: SerializableState>(bytes: &[u8]) -> Result<H, StateError> {
+            let array = bytes.try_into().map_err(|_| StateError)?;
+            H::deserialize(array).map_err(|_| StateError)
+        }
+        let state = match saved.algorithm {
+            Algorithm::Sha256 => State::Sha256(load(&saved.bytes)?),
+            Algorithm::Sha512 => State::Sha512(load(&saved.bytes)?),
+        };
+        Ok(Digester {
+            state,
+            len: saved.len,
+        })
+    }
+
     /// Finishes hashing.
     pub fn finish(self) -> Digest {
         let result = match self.state {
@@ -92,6 +135,58 @@ impl Digester {
             State::Sha512(h) => Digest::from_bytes(Algorithm::Sha512, &h.finalize()),
         };
         result.unwrap_or_else(|_| unreachable!("hash output length matches its algorithm"))
+    }
+}
+
+/// A saved hashing state (see [`Digester::save_state`]). Serializes with
+/// serde; the bytes are the `sha2` crate's state encoding.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DigesterState {
+    /// The algorithm.
+    #[serde(with = "algorithm_name")]
+    pub algorithm: Algorithm,
+    /// Bytes hashed so far.
+    pub len: u64,
+    /// The hash function's internal state.
+    #[serde(with = "hex_bytes")]
+    pub bytes: Vec<u8>,
+}
+
+/// A saved hashing state could not be restored (corrupt or from another version).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("saved hash state is corrupt")]
+pub struct StateError;
+
+mod algorithm_name {
+    use crate::digest::Algorithm;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(a: &Algorithm, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(a.as_str())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Algorithm, D::Error> {
+        let name = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        match &*name {
+            "sha256" => Ok(Algorithm::Sha256),
+            "sha512" => Ok(Algorithm::Sha512),
+            other => Err(serde::de::Error::custom(format!(
+                "unknown algorithm {other:?}"
+            ))),
+        }
+    }
+}
+
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(b))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        hex::decode(&*text).map_err(serde::de::Error::custom)
     }
 }
 
@@ -338,6 +433,32 @@ mod tests {
             assert_eq!(d.current(), Digest::compute(alg, &data));
             assert_eq!(d.finish(), Digest::compute(alg, &data));
         }
+    }
+
+    #[test]
+    fn state_round_trips_through_json_mid_block() {
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i % 253) as u8).collect();
+        for alg in [Algorithm::Sha256, Algorithm::Sha512] {
+            for cut in [0, 1, 63, 64, 65, 127, 128, 129, 5000] {
+                let mut d = Digester::new(alg);
+                d.update(&data[..cut]);
+                let json = serde_json::to_string(&d.save_state()).unwrap();
+                let saved: DigesterState = serde_json::from_str(&json).unwrap();
+                let mut resumed = Digester::restore(&saved).unwrap();
+                assert_eq!(resumed.len(), cut as u64);
+                resumed.update(&data[cut..]);
+                assert_eq!(
+                    resumed.finish(),
+                    Digest::compute(alg, &data),
+                    "{alg} cut {cut}"
+                );
+            }
+        }
+        let mut bad = Digester::new(Algorithm::Sha256).save_state();
+        bad.bytes.pop();
+        assert_eq!(Digester::restore(&bad).unwrap_err(), StateError);
+        bad.algorithm = Algorithm::Sha512;
+        assert!(Digester::restore(&bad).is_err());
     }
 
     #[test]

@@ -39,7 +39,9 @@ pub mod strategies;
 
 pub use descriptor::Descriptor;
 pub use digest::{Algorithm, Digest, DigestError};
-pub use digester::{Digester, VerifyError, VerifyingStream, VerifyingWriter};
+pub use digester::{
+    Digester, DigesterState, StateError, VerifyError, VerifyingStream, VerifyingWriter,
+};
 pub use error::{ErrorBody, ErrorCode, ErrorInfo, OciError};
 pub use manifest::{Manifest, ManifestError, ManifestKind, ManifestParser};
 pub use media_type::{MediaType, MediaTypeError};
