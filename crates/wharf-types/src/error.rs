@@ -106,9 +106,10 @@ impl ErrorCode {
                 400,
                 "provided digest did not match uploaded content",
             ),
+            // 400 as in the reference implementation: the request is what is wrong.
             ErrorCode::ManifestBlobUnknown => (
                 "MANIFEST_BLOB_UNKNOWN",
-                404,
+                400,
                 "manifest references a manifest or blob unknown to registry",
             ),
             ErrorCode::ManifestInvalid => ("MANIFEST_INVALID", 400, "manifest invalid"),
@@ -242,7 +243,7 @@ mod tests {
             ("BLOB_UPLOAD_INVALID", 400),
             ("BLOB_UPLOAD_UNKNOWN", 404),
             ("DIGEST_INVALID", 400),
-            ("MANIFEST_BLOB_UNKNOWN", 404),
+            ("MANIFEST_BLOB_UNKNOWN", 400),
             ("MANIFEST_INVALID", 400),
             ("MANIFEST_UNKNOWN", 404),
             ("NAME_INVALID", 400),
