@@ -1,0 +1,438 @@
+//! Configuration: one TOML file, every key overridable from the environment.
+//!
+//! Precedence, lowest to highest: built-in defaults, the file, environment
+//! variables (`WHARF_<SECTION>__<KEY>`, e.g. `WHARF_SERVER__LISTEN`), then
+//! command-line flags. Unknown keys are errors, wherever they come from.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct Config {
+    pub(crate) server: ServerConfig,
+    pub(crate) storage: StorageConfig,
+    pub(crate) registry: RegistryConfig,
+    pub(crate) gc: GcConfig,
+    pub(crate) log: LogConfig,
+    pub(crate) metrics: MetricsConfig,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct ServerConfig {
+    /// Address to listen on.
+    pub(crate) listen: String,
+    /// PEM certificate chain; TLS is on when this and `tls_key` are set.
+    pub(crate) tls_cert: String,
+    /// PEM private key.
+    pub(crate) tls_key: String,
+    /// Serve HTTP/2 (over TLS via ALPN, and cleartext with prior knowledge).
+    pub(crate) http2: bool,
+    /// Seconds a client may take to send a request's headers.
+    pub(crate) header_timeout_secs: u64,
+    /// Seconds a connection may stay without any byte moving either way.
+    pub(crate) idle_timeout_secs: u64,
+    /// Seconds to let in-flight requests finish on shutdown.
+    pub(crate) shutdown_timeout_secs: u64,
+    /// Most connections served at once; further ones wait in the backlog.
+    pub(crate) max_connections: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:5000".into(),
+            tls_cert: String::new(),
+            tls_key: String::new(),
+            http2: true,
+            header_timeout_secs: 10,
+            idle_timeout_secs: 120,
+            shutdown_timeout_secs: 30,
+            max_connections: 4096,
+        }
+    }
+}
+
+/// Which storage backend.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum StorageKind {
+    /// Files under `path`.
+    Fs,
+    /// Process memory (lost on exit).
+    Memory,
+}
+
+/// `[storage]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct StorageConfig {
+    /// `fs` or `memory`.
+    pub(crate) kind: StorageKind,
+    /// Data directory for `fs`.
+    pub(crate) path: PathBuf,
+    /// Bytes of manifests cached in memory.
+    pub(crate) manifest_cache_bytes: usize,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            kind: StorageKind::Fs,
+            path: PathBuf::from("./wharf-data"),
+            manifest_cache_bytes: 8 << 20,
+        }
+    }
+}
+
+/// `[registry]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RegistryConfig {
+    /// Allow `DELETE` of blobs, manifests and tags.
+    pub(crate) delete_enabled: bool,
+    /// Mount blobs automatically when a push names one without `from`.
+    pub(crate) automatic_mount: bool,
+    /// Largest manifest in bytes.
+    pub(crate) max_manifest_size: u64,
+    /// Largest blob in bytes.
+    pub(crate) max_blob_size: u64,
+    /// Largest page for tags, catalog and referrers.
+    pub(crate) max_page: usize,
+    /// Seconds after which an idle upload session expires.
+    pub(crate) upload_expiry_secs: u64,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            delete_enabled: true,
+            automatic_mount: true,
+            max_manifest_size: 4 << 20,
+            max_blob_size: 1 << 40,
+            max_page: 1000,
+            upload_expiry_secs: 24 * 3600,
+        }
+    }
+}
+
+/// `[gc]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct GcConfig {
+    /// Seconds between online collections; 0 disables them.
+    pub(crate) interval_secs: u64,
+    /// Content younger than this many seconds is never collected.
+    pub(crate) grace_secs: u64,
+    /// Also collect manifests no tag reaches.
+    pub(crate) delete_untagged: bool,
+}
+
+impl Default for GcConfig {
+    fn default() -> Self {
+        GcConfig {
+            interval_secs: 0,
+            grace_secs: 3600,
+            delete_untagged: false,
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct LogConfig {
+    /// A tracing filter: `info`, `debug`, `wharf=debug,info`, ...
+    pub(crate) level: String,
+    /// `text` or `json`.
+    pub(crate) format: LogFormat,
+    /// One line per request.
+    pub(crate) access_log: bool,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            format: LogFormat::Text,
+            access_log: true,
+        }
+    }
+}
+
+/// `[metrics]`
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct MetricsConfig {
+    /// Address for `/metrics`, `/healthz` and `/readyz`; empty disables the
+    /// separate listener (the probes are also served on the main one).
+    pub(crate) listen: String,
+}
+
+/// A configuration problem, with where it came from.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Environment variable prefix.
+pub(crate) const ENV_PREFIX: &str = "WHARF_";
+
+impl Config {
+    /// Loads defaults, then `file` (if any), then environment overrides.
+    pub(crate) fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                // Parse into the typed config first, so unknown keys and type
+                // errors are reported with the file's line and column.
+                let _: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                    path: path.to_owned(),
+                    message: e.to_string(),
+                })?;
+                toml::from_str::<toml::Table>(&text).map_err(|e| ConfigError::Parse {
+                    path: path.to_owned(),
+                    message: e.to_string(),
+                })?
+            }
+            None => toml::Table::new(),
+        };
+        apply_env(&mut table, env)?;
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that parse but make no sense.
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if self.listen_addr().is_err() {
+            return invalid(format!(
+                "server.listen: {:?} is not an address like 127.0.0.1:5000",
+                self.server.listen
+            ));
+        }
+        if !self.metrics.listen.is_empty() && self.metrics.listen.parse::<SocketAddr>().is_err() {
+            return invalid(format!(
+                "metrics.listen: {:?} is not an address like 127.0.0.1:9090",
+                self.metrics.listen
+            ));
+        }
+        if self.server.tls_cert.is_empty() != self.server.tls_key.is_empty() {
+            return invalid("server.tls_cert and server.tls_key must be set together".into());
+        }
+        if self.server.header_timeout_secs == 0 || self.server.idle_timeout_secs == 0 {
+            return invalid("server timeouts must be at least 1 second".into());
+        }
+        if self.registry.max_page == 0 {
+            return invalid("registry.max_page must be at least 1".into());
+        }
+        if self.registry.max_manifest_size < 1024 {
+            return invalid("registry.max_manifest_size must be at least 1024 bytes".into());
+        }
+        if self.storage.kind == StorageKind::Fs && self.storage.path.as_os_str().is_empty() {
+            return invalid("storage.path must be set for fs storage".into());
+        }
+        if self.gc.interval_secs > 0 && self.gc.grace_secs < 120 {
+            return invalid(
+                "gc.grace_secs must be at least 120 when online GC is on (pushes in flight need time)"
+                    .into(),
+            );
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            return invalid(format!("log.level: {e}"));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn listen_addr(&self) -> Result<SocketAddr, std::net::AddrParseError> {
+        self.server.listen.parse()
+    }
+
+    /// The effective configuration as TOML.
+    pub(crate) fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+/// Applies `WHARF_<SECTION>__<KEY>=value` overrides. Each value is read as
+/// the type the key has in the defaults (so `WHARF_SERVER__LISTEN=80` stays
+/// a string and `WHARF_REGISTRY__MAX_PAGE=50` becomes a number).
+fn apply_env(
+    table: &mut toml::Table,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<(), ConfigError> {
+    let defaults = toml::Table::try_from(Config::default())
+        .map_err(|e| ConfigError::Invalid(format!("defaults: {e}")))?;
+    let mut vars: Vec<(String, String)> = env
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(ENV_PREFIX) && k.contains("__"))
+        .collect();
+    vars.sort();
+    for (var, raw) in vars {
+        let err = |message: String| ConfigError::Env {
+            var: var.clone(),
+            message,
+        };
+        let path = &var[ENV_PREFIX.len()..];
+        let Some((section, key)) = path.split_once("__") else {
+            continue;
+        };
+        let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
+        let Some(toml::Value::Table(default_section)) = defaults.get(&section) else {
+            return Err(err(format!("unknown section {section:?}")));
+        };
+        let Some(default_value) = default_section.get(&key) else {
+            return Err(err(format!("unknown key {key:?} in section [{section}]")));
+        };
+        let value = match default_value {
+            toml::Value::String(_) => toml::Value::String(raw.clone()),
+            toml::Value::Integer(_) => toml::Value::Integer(
+                raw.trim()
+                    .parse()
+                    .map_err(|_| err(format!("{raw:?} is not an integer")))?,
+            ),
+            toml::Value::Boolean(_) => toml::Value::Boolean(match raw.trim() {
+                "true" | "1" | "yes" | "on" => true,
+                "false" | "0" | "no" | "off" => false,
+                _ => return Err(err(format!("{raw:?} is not a boolean"))),
+            }),
+            other => return Err(err(format!("cannot override a {} key", other.type_str()))),
+        };
+        let entry = table
+            .entry(section.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        match entry {
+            toml::Value::Table(t) => {
+                t.insert(key, value);
+            }
+            _ => return Err(err(format!("[{section}] is not a table in the file"))),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_valid_and_zero_config() {
+        let c = Config::load(None, env(&[])).unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.server.listen, "127.0.0.1:5000");
+        assert_eq!(c.storage.path, PathBuf::from("./wharf-data"));
+    }
+
+    #[test]
+    fn file_then_env_then_types() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("wharf.toml");
+        std::fs::write(
+            &f,
+            "[server]\nlisten = \"0.0.0.0:6000\"\n[registry]\nmax_page = 10\n",
+        )
+        .unwrap();
+        let c = Config::load(
+            Some(&f),
+            env(&[
+                ("WHARF_REGISTRY__MAX_PAGE", "50"),
+                ("WHARF_REGISTRY__DELETE_ENABLED", "false"),
+                ("WHARF_LOG__FORMAT", "json"),
+                ("UNRELATED", "x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.server.listen, "0.0.0.0:6000");
+        assert_eq!(c.registry.max_page, 50);
+        assert!(!c.registry.delete_enabled);
+        assert_eq!(c.log.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn unknown_keys_name_the_key_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("wharf.toml");
+        std::fs::write(&f, "[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n").unwrap();
+        let e = Config::load(Some(&f), env(&[])).unwrap_err().to_string();
+        assert!(e.contains("lisen") && e.contains("line 3"), "{e}");
+        let e = Config::load(None, env(&[("WHARF_SERVER__PORT", "1")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("WHARF_SERVER__PORT") && e.contains("port"),
+            "{e}"
+        );
+        let e = Config::load(None, env(&[("WHARF_NOPE__X", "1")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("nope"), "{e}");
+        let e = Config::load(None, env(&[("WHARF_REGISTRY__MAX_PAGE", "many")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not an integer"), "{e}");
+    }
+
+    #[test]
+    fn invalid_values_are_rejected() {
+        for vars in [
+            vec![("WHARF_SERVER__LISTEN", "nowhere")],
+            vec![("WHARF_SERVER__TLS_CERT", "/x.pem")],
+            vec![("WHARF_REGISTRY__MAX_PAGE", "0")],
+            vec![
+                ("WHARF_GC__INTERVAL_SECS", "60"),
+                ("WHARF_GC__GRACE_SECS", "1"),
+            ],
+            vec![("WHARF_LOG__LEVEL", "[[[")],
+        ] {
+            assert!(Config::load(None, env(&vars)).is_err(), "{vars:?}");
+        }
+    }
+
+    #[test]
+    fn effective_config_round_trips() {
+        let c = Config::default();
+        let back: Config = toml::from_str(&c.to_toml()).unwrap();
+        assert_eq!(back, c);
+    }
+}

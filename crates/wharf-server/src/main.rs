@@ -1,0 +1,334 @@
+//! `wharf`: the Wharf container registry server and its admin commands.
+
+mod app;
+mod config;
+mod metrics;
+mod progress;
+mod serve;
+mod tls;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use tokio::sync::watch;
+use wharf_registry::{Limits, Registry};
+use wharf_storage::{FsBackend, GcOptions, MemoryBackend, Store, StoreConfig};
+
+use crate::config::{Config, LogFormat, StorageKind};
+
+/// A fast, safe, embeddable OCI container registry.
+#[derive(Debug, Parser)]
+#[command(name = "wharf", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the registry.
+    Serve {
+        #[command(flatten)]
+        common: Common,
+        /// Address to listen on (default 127.0.0.1:5000).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Delete content nothing references (run while the server is stopped,
+    /// or set `gc.interval_secs` to collect online).
+    Gc {
+        #[command(flatten)]
+        common: Common,
+        /// Report what would be deleted without deleting.
+        #[arg(long)]
+        dry_run: bool,
+        /// Also delete manifests no tag reaches.
+        #[arg(long)]
+        delete_untagged: bool,
+        /// Only delete content older than this many seconds.
+        #[arg(long)]
+        grace_secs: Option<u64>,
+    },
+    /// Re-hash every stored blob and report corrupt ones (exit status 1 if any).
+    Fsck {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Print the version.
+    Version,
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Validate a configuration file and print the effective configuration
+    /// (file plus environment overrides).
+    Check {
+        /// The TOML file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct Common {
+    /// TOML configuration file.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Data directory for filesystem storage (default ./wharf-data).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Storage backend.
+    #[arg(long, value_enum)]
+    storage: Option<StorageKind>,
+}
+
+impl Common {
+    fn load(&self) -> Result<Config, String> {
+        let mut config =
+            Config::load(self.config.as_deref(), std::env::vars()).map_err(|e| e.to_string())?;
+        if let Some(d) = &self.data_dir {
+            config.storage.path = d.clone();
+        }
+        if let Some(s) = self.storage {
+            config.storage.kind = s;
+        }
+        config.validate().map_err(|e| e.to_string())?;
+        Ok(config)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Version => {
+            println!("wharf {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Command::Config {
+            command: ConfigCommand::Check { file },
+        } => Config::load(Some(&file), std::env::vars())
+            .map(|c| {
+                eprintln!(
+                    "{}: configuration is valid; effective configuration:",
+                    file.display()
+                );
+                print!("{}", c.to_toml());
+            })
+            .map_err(|e| e.to_string()),
+        Command::Serve { common, listen } => common.load().and_then(|mut config| {
+            if let Some(l) = listen {
+                config.server.listen = l;
+                config.validate().map_err(|e| e.to_string())?;
+            }
+            run(config, serve)
+        }),
+        Command::Gc {
+            common,
+            dry_run,
+            delete_untagged,
+            grace_secs,
+        } => common
+            .load()
+            .and_then(|config| run(config, move |c| gc(c, dry_run, delete_untagged, grace_secs))),
+        Command::Fsck { common } => common.load().and_then(|config| run(config, fsck)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("wharf: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Sets up logging and a runtime, then runs `f`.
+fn run<F, Fut>(config: Config, f: F) -> Result<(), String>
+where
+    F: FnOnce(Config) -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    init_logging(&config);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("wharf")
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(f(config))
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WHARF_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    let _ = match config.log.format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.compact().try_init(),
+    };
+}
+
+fn open_store(config: &Config) -> Result<Store, String> {
+    let mut store_config = StoreConfig::default();
+    store_config.manifest_cache_bytes = config.storage.manifest_cache_bytes;
+    store_config.max_manifest_size = config.registry.max_manifest_size;
+    let backend: Arc<dyn wharf_storage::Backend> = match config.storage.kind {
+        StorageKind::Memory => Arc::new(MemoryBackend::new()),
+        StorageKind::Fs => Arc::new(FsBackend::open(&config.storage.path).map_err(|e| {
+            format!(
+                "cannot open storage at {}: {e}",
+                config.storage.path.display()
+            )
+        })?),
+    };
+    Ok(Store::with_config(backend, store_config))
+}
+
+async fn serve(config: Config) -> Result<(), String> {
+    let started = Instant::now();
+    let store = open_store(&config)?;
+    let mut limits = Limits::default();
+    limits.max_manifest_size = config.registry.max_manifest_size;
+    limits.max_blob_size = config.registry.max_blob_size;
+    limits.max_page = config.registry.max_page;
+    let registry = Registry::builder(store)
+        .limits(limits)
+        .delete_enabled(config.registry.delete_enabled)
+        .automatic_mount(config.registry.automatic_mount)
+        .build();
+    let metrics = metrics::Metrics::new();
+    let app = Arc::new(app::App {
+        registry,
+        metrics,
+        access_log: config.log.access_log,
+    });
+
+    let addr = config.listen_addr().map_err(|e| e.to_string())?;
+    let listener = serve::bind(addr).await?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let admin_listener = if config.metrics.listen.is_empty() {
+        None
+    } else {
+        let addr = config
+            .metrics
+            .listen
+            .parse()
+            .map_err(|e| format!("metrics.listen: {e}"))?;
+        Some(serve::bind(addr).await?)
+    };
+    let tls = if config.server.tls_cert.is_empty() {
+        None
+    } else {
+        let cert = tls::ReloadableCert::load(
+            config.server.tls_cert.as_ref(),
+            config.server.tls_key.as_ref(),
+        )?;
+        let server_config = tls::server_config(cert.clone(), config.server.http2)?;
+        Some((
+            tokio_rustls::TlsAcceptor::from(Arc::new(server_config)),
+            cert,
+        ))
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let data = match config.storage.kind {
+        StorageKind::Fs => format!("data in {}", config.storage.path.display()),
+        StorageKind::Memory => "data in memory (lost on exit)".to_owned(),
+    };
+    let metrics_note = admin_listener
+        .as_ref()
+        .and_then(|l| l.local_addr().ok())
+        .map(|a| format!(", metrics on http://{a}/metrics"))
+        .unwrap_or_default();
+    // The one line users look for; on stdout so scripts can read the port.
+    println!("wharf listening on {scheme}://{local}, {data}{metrics_note}");
+    tracing::info!(
+        startup_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "ready"
+    );
+
+    let (tx, rx) = watch::channel(false);
+    let server = serve::Server {
+        app,
+        config,
+        listener,
+        admin_listener,
+        tls,
+    };
+    let handle = tokio::spawn(server.run(rx));
+    serve::termination().await;
+    tracing::info!("termination signal received");
+    let _ = tx.send(true);
+    handle
+        .await
+        .map_err(|e| format!("server task failed: {e}"))?;
+    Ok(())
+}
+
+async fn gc(
+    config: Config,
+    dry_run: bool,
+    delete_untagged: bool,
+    grace_secs: Option<u64>,
+) -> Result<(), String> {
+    let store = open_store(&config)?;
+    let mut options = GcOptions::with_grace(Duration::from_secs(
+        grace_secs.unwrap_or(config.gc.grace_secs),
+    ));
+    options.dry_run = dry_run;
+    options.delete_untagged = delete_untagged || config.gc.delete_untagged;
+    options.upload_expiry = Some(Duration::from_secs(config.registry.upload_expiry_secs));
+    let mut progress = progress::Reporter::new("gc");
+    let report = store
+        .gc_with_progress(&options, |p| progress.update(p))
+        .await
+        .map_err(|e| format!("garbage collection failed: {e}"))?;
+    progress.finish();
+    let verb = if dry_run { "would delete" } else { "deleted" };
+    println!(
+        "{verb} {} blobs ({} bytes) and {} manifests; kept {} blobs; expired {} uploads; {} repositories scanned",
+        report.blobs_deleted,
+        report.bytes_freed,
+        report.manifests_deleted,
+        report.blobs_kept,
+        report.uploads_expired,
+        report.repositories
+    );
+    Ok(())
+}
+
+async fn fsck(config: Config) -> Result<(), String> {
+    let store = open_store(&config)?;
+    let mut progress = progress::Reporter::new("fsck");
+    let report = store
+        .scrub(|p| progress.update(p))
+        .await
+        .map_err(|e| format!("fsck failed: {e}"))?;
+    progress.finish();
+    for (expected, actual) in &report.corrupt {
+        println!("CORRUPT {expected} (content hashes to {actual})");
+    }
+    for (digest, error) in &report.unreadable {
+        println!("UNREADABLE {digest}: {error}");
+    }
+    println!(
+        "checked {} blobs ({} bytes): {} corrupt, {} unreadable",
+        report.blobs_checked,
+        report.bytes_checked,
+        report.corrupt.len(),
+        report.unreadable.len()
+    );
+    if report.corrupt.is_empty() && report.unreadable.is_empty() {
+        Ok(())
+    } else {
+        Err("corrupt content found".into())
+    }
+}
