@@ -102,13 +102,17 @@ impl OciError for RegistryError {
             RegistryError::Route(RouteError::Digest(e)) => e.code(),
             RegistryError::Route(RouteError::Reference(e)) => e.code(),
             RegistryError::Route(RouteError::UploadId(e)) => e.code(),
+            RegistryError::Param(p) if p.what == "Range" => ErrorCode::RangeInvalid,
+            RegistryError::Param(p) if p.what == "Content-Range" => ErrorCode::BlobUploadInvalid,
+            // "An invalid set of parameters", in the specification's words.
             RegistryError::Param(_) => ErrorCode::Unsupported,
             RegistryError::Invalid { code, .. } => *code,
             RegistryError::Manifest(e) => e.code(),
             RegistryError::Store(e) => e.code(),
-            RegistryError::ChunkOutOfOrder { .. } | RegistryError::RangeNotSatisfiable { .. } => {
-                ErrorCode::RangeInvalid
-            }
+            // The specification's code for a chunk that does not continue
+            // the upload, sent with 416 and the current Range.
+            RegistryError::ChunkOutOfOrder { .. } => ErrorCode::BlobUploadInvalid,
+            RegistryError::RangeNotSatisfiable { .. } => ErrorCode::RangeInvalid,
             RegistryError::TooLarge { .. } => ErrorCode::PayloadTooLarge,
             RegistryError::MethodNotAllowed { .. } | RegistryError::DeleteDisabled => {
                 ErrorCode::Unsupported
@@ -122,6 +126,7 @@ impl OciError for RegistryError {
     fn status(&self) -> u16 {
         match self {
             RegistryError::Route(RouteError::NotFound) => 404,
+            RegistryError::ChunkOutOfOrder { .. } => 416,
             RegistryError::Param(p) if p.what == "Range" => 416,
             RegistryError::Param(p) if p.what == "Content-Range" => 416,
             RegistryError::Param(_) => 400,

@@ -190,7 +190,7 @@ async fn chunked_upload_protocol() {
                 b.clone(),
             )
             .await;
-        r.expect_error(416, "RANGE_INVALID");
+        r.expect_error(416, "BLOB_UPLOAD_INVALID");
         assert_eq!(r.header("range"), "0-0");
 
         let r = h
