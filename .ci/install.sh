@@ -11,10 +11,40 @@ want() { dpkg -s "$1" >/dev/null 2>&1 || need_apt+=("$1"); }
 want build-essential
 want pkg-config
 want bc
+# Real registry clients for crates/wharf-server/tests/interop.rs: skopeo
+# (with images built by umoci), buildah and podman (vfs storage, runc),
+# the Docker engine and CLI, containerd's ctr, Debian's static busybox as
+# image content, CNCF Distribution as the reference registry, and Python's
+# venv for the oras SDK below.
+for pkg in skopeo umoci buildah podman runc containerd docker.io \
+    busybox-static docker-registry python3-venv tar gzip; do
+    want "$pkg"
+done
 if [ ${#need_apt[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
+    # Packages such as docker.io and docker-registry start their daemons
+    # from postinst where they can: the tests start their own, so forbid it
+    # for this install (unless the machine already has a policy).
+    policy_made=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+        $SUDO chmod +x /usr/sbin/policy-rc.d
+        policy_made=1
+    fi
     $SUDO apt-get update -q
     $SUDO apt-get install -y -q --no-install-recommends "${need_apt[@]}"
+    if [ -n "$policy_made" ]; then $SUDO rm -f /usr/sbin/policy-rc.d; fi
+fi
+
+# The oras Python SDK, in a venv the interop tests find (or point them at
+# another Python with WHARF_ORAS_PYTHON).
+ORAS_VERSION=0.2.43
+VENV="${WHARF_CI_CACHE:-$HOME/.cache/wharf-ci}/venv"
+if ! "$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('oras') != '$ORAS_VERSION')" 2>/dev/null; then
+    python=/usr/bin/python3
+    [ -x "$python" ] || python=python3
+    "$python" -m venv --clear "$VENV"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "oras==$ORAS_VERSION"
 fi
 
 if command -v rustup >/dev/null 2>&1; then

@@ -468,7 +468,7 @@ async fn push_workflow() {
     .expect("json");
     let r = c
         .put_manifest(
-            &Digest::sha256(&config_type).to_string(),
+            Digest::sha256(&config_type).as_ref(),
             OCI_MANIFEST,
             &config_type,
         )
@@ -482,7 +482,7 @@ async fn push_workflow() {
     .expect("json");
     let r = c
         .put_manifest(
-            &Digest::sha256(&artifact_type).to_string(),
+            Digest::sha256(&artifact_type).as_ref(),
             OCI_MANIFEST,
             &artifact_type,
         )
@@ -509,7 +509,7 @@ async fn push_workflow() {
     }))
     .expect("json");
     assert!(
-        c.put_manifest(&Digest::sha256(&nested).to_string(), OCI_INDEX, &nested)
+        c.put_manifest(Digest::sha256(&nested).as_ref(), OCI_INDEX, &nested)
             .await
             .status()
             .is_success()
@@ -523,11 +523,7 @@ async fn push_workflow() {
     }))
     .expect("json");
     let r = c
-        .put_manifest(
-            &Digest::sha256(&dangling).to_string(),
-            OCI_MANIFEST,
-            &dangling,
-        )
+        .put_manifest(Digest::sha256(&dangling).as_ref(), OCI_MANIFEST, &dangling)
         .await;
     assert!(r.status().is_success());
     let subject = header(&r, "oci-subject");
@@ -629,7 +625,7 @@ async fn content_discovery_workflow() {
     ];
     for m in &before {
         let r = c
-            .put_manifest(&Digest::sha256(m).to_string(), OCI_MANIFEST, m)
+            .put_manifest(Digest::sha256(m).as_ref(), OCI_MANIFEST, m)
             .await;
         assert!(r.status().is_success());
         assert_eq!(header(&r, "oci-subject"), subject);
@@ -642,7 +638,7 @@ async fn content_discovery_workflow() {
     }))
     .expect("json");
     let r = c
-        .put_manifest(&Digest::sha256(&index).to_string(), OCI_INDEX, &index)
+        .put_manifest(Digest::sha256(&index).as_ref(), OCI_INDEX, &index)
         .await;
     assert!(r.status().is_success());
     assert_eq!(header(&r, "oci-subject"), subject);
@@ -658,7 +654,7 @@ async fn content_discovery_workflow() {
     ];
     for m in &after {
         assert!(
-            c.put_manifest(&Digest::sha256(m).to_string(), OCI_MANIFEST, m)
+            c.put_manifest(Digest::sha256(m).as_ref(), OCI_MANIFEST, m)
                 .await
                 .status()
                 .is_success()
@@ -667,14 +663,10 @@ async fn content_discovery_workflow() {
     let missing_subject = Digest::sha256(b"never pushed").to_string();
     let dangling = referrer(type_a, "C", None, &missing_subject);
     assert!(
-        c.put_manifest(
-            &Digest::sha256(&dangling).to_string(),
-            OCI_MANIFEST,
-            &dangling
-        )
-        .await
-        .status()
-        .is_success()
+        c.put_manifest(Digest::sha256(&dangling).as_ref(), OCI_MANIFEST, &dangling)
+            .await
+            .status()
+            .is_success()
     );
 
     let dummy = Digest::sha256(b"dummy").to_string();
