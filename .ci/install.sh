@@ -11,6 +11,11 @@ want() { dpkg -s "$1" >/dev/null 2>&1 || need_apt+=("$1"); }
 want build-essential
 want pkg-config
 want bc
+# TLS tests in crates/wharf-server/tests/server.rs make certificates with
+# openssl and check HTTP/2 with curl.
+want openssl
+want curl
+want ca-certificates
 # Real registry clients for crates/wharf-server/tests/interop.rs: skopeo
 # (with images built by umoci), buildah and podman (vfs storage, runc),
 # the Docker engine and CLI, containerd's ctr, Debian's static busybox as
