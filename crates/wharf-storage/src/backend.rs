@@ -255,6 +255,8 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// [`BackendError::OffsetMismatch`]. If the stream fails, the stage keeps
     /// its first `offset` bytes and may hold part of the failed chunk after
     /// them; callers track the acknowledged length and write again at it.
+    /// An error yielded by `data` is returned as it is (the store tells a
+    /// failed client from a failed disk by it).
     /// Returns `offset` plus the number of bytes written.
     async fn stage_append(&self, id: &UploadId, offset: u64, data: ByteStream)
     -> BackendResult<u64>;

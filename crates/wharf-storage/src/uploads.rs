@@ -305,6 +305,8 @@ impl Store {
         let own = digester.finish();
         if size == 0 {
             self.backend.blob_put(&own, Bytes::new()).await?;
+            // An empty chunk may have created the stage; nothing commits it.
+            self.backend.stage_abort(id).await?;
         } else {
             self.backend.stage_commit(id, size, &own).await?;
         }
