@@ -183,18 +183,22 @@ impl Backend for MemoryBackend {
 
     async fn stage_commit(&self, id: &UploadId, len: u64, digest: &Digest) -> BackendResult<()> {
         let mut inner = self.lock();
-        let (buf, _) = inner
+        let staged = inner
             .stages
-            .remove(id)
+            .get(id)
+            .map(|(buf, _)| buf.len() as u64)
             .ok_or_else(|| BackendError::NotFound(id.to_string()))?;
-        if (buf.len() as u64) < len {
+        // A stage too short to commit stays, so the upload can continue.
+        if staged < len {
             return Err(BackendError::OffsetMismatch {
                 id: *id,
                 offset: len,
-                actual: buf.len() as u64,
+                actual: staged,
             });
         }
-        let mut buf = buf;
+        let Some((mut buf, _)) = inner.stages.remove(id) else {
+            return Err(BackendError::NotFound(id.to_string()));
+        };
         buf.truncate(len as usize);
         inner
             .blobs
