@@ -229,8 +229,11 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     async fn blob_stat(&self, digest: &Digest) -> BackendResult<BlobMeta>;
 
     /// Streams a blob, or the byte range of it (already checked against its size).
-    async fn blob_read(&self, digest: &Digest, range: Option<Range<u64>>)
-    -> BackendResult<ByteStream>;
+    async fn blob_read(
+        &self,
+        digest: &Digest,
+        range: Option<Range<u64>>,
+    ) -> BackendResult<ByteStream>;
 
     /// Writes a small blob in one go, atomically and durably. The caller has
     /// verified that `data` hashes to `digest`. Writing an existing blob
@@ -258,8 +261,12 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// An error yielded by `data` is returned as it is (the store tells a
     /// failed client from a failed disk by it).
     /// Returns `offset` plus the number of bytes written.
-    async fn stage_append(&self, id: &UploadId, offset: u64, data: ByteStream)
-    -> BackendResult<u64>;
+    async fn stage_append(
+        &self,
+        id: &UploadId,
+        offset: u64,
+        data: ByteStream,
+    ) -> BackendResult<u64>;
 
     /// Makes the first `len` bytes of the stage durable and readable as
     /// blob `digest`, atomically, and removes the stage. The caller has

@@ -100,7 +100,9 @@ impl Store {
             .duration_since(link_meta.modified)
             .unwrap_or_default();
         if age > self.config.link_touch_interval {
-            self.backend.meta_apply(Self::link_ops(repo, digest)).await?;
+            self.backend
+                .meta_apply(Self::link_ops(repo, digest))
+                .await?;
         }
         Ok(BlobInfo {
             digest: digest.clone(),
@@ -173,7 +175,9 @@ impl Store {
     ) -> StoreResult<Option<BlobInfo>> {
         match self.stat_blob(from, digest).await {
             Ok(info) => {
-                self.backend.meta_apply(Self::link_ops(repo, digest)).await?;
+                self.backend
+                    .meta_apply(Self::link_ops(repo, digest))
+                    .await?;
                 Ok(Some(info))
             }
             Err(StoreError::BlobUnknown { .. }) => Ok(None),
@@ -245,7 +249,9 @@ impl Store {
             Err(e) => return Err(e.into()),
         };
         hashed.verify(digest, declared_len)?;
-        self.backend.meta_apply(Self::link_ops(repo, digest)).await?;
+        self.backend
+            .meta_apply(Self::link_ops(repo, digest))
+            .await?;
         Ok(BlobInfo {
             digest: digest.clone(),
             size,
@@ -277,7 +283,11 @@ pub(crate) struct Hashed(Arc<Mutex<Option<Digester>>>);
 
 impl Hashed {
     fn with<T>(&self, f: impl FnOnce(&Digester) -> T) -> Option<T> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(f)
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(f)
     }
 
     pub(crate) fn len(&self) -> u64 {
@@ -304,13 +314,14 @@ pub(crate) fn check_digester(
     declared_len: Option<u64>,
 ) -> StoreResult<()> {
     if let Some(n) = declared_len
-        && d.len() != n {
-            return Err(VerifyError::SizeMismatch {
-                expected: n,
-                actual: d.len(),
-            }
-            .into());
+        && d.len() != n
+    {
+        return Err(VerifyError::SizeMismatch {
+            expected: n,
+            actual: d.len(),
         }
+        .into());
+    }
     let actual = d.finish();
     if &actual != digest {
         return Err(VerifyError::DigestMismatch {
@@ -364,17 +375,18 @@ impl Stream for HashingStream {
             Poll::Ready(Some(Ok(chunk))) => {
                 self.seen += chunk.len() as u64;
                 if let Some(limit) = self.limit
-                    && self.seen > limit {
-                        self.done = true;
-                        let err = VerifyError::SizeMismatch {
-                            expected: limit,
-                            actual: self.seen,
-                        };
-                        return Poll::Ready(Some(Err(BackendError::Input(std::io::Error::new(
-                            std::io::ErrorKind::InvalidData,
-                            err,
-                        )))));
-                    }
+                    && self.seen > limit
+                {
+                    self.done = true;
+                    let err = VerifyError::SizeMismatch {
+                        expected: limit,
+                        actual: self.seen,
+                    };
+                    return Poll::Ready(Some(Err(BackendError::Input(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        err,
+                    )))));
+                }
                 if let Some(d) = self
                     .hashed
                     .0

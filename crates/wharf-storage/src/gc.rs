@@ -116,7 +116,9 @@ impl Store {
         mut progress: impl FnMut(&Progress) + Send,
     ) -> StoreResult<GcReport> {
         let started = SystemTime::now();
-        let cutoff = started.checked_sub(options.grace).unwrap_or(SystemTime::UNIX_EPOCH);
+        let cutoff = started
+            .checked_sub(options.grace)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
         let mut report = GcReport::default();
         let mut live: HashSet<Digest> = HashSet::new();
         let mut recent: HashSet<Digest> = HashSet::new();
@@ -141,8 +143,7 @@ impl Store {
             let Some(last) = page.last() else { break };
             after = Some(last.digest.clone());
             for b in page {
-                if live.contains(&b.digest) || recent.contains(&b.digest) || b.modified >= cutoff
-                {
+                if live.contains(&b.digest) || recent.contains(&b.digest) || b.modified >= cutoff {
                     report.blobs_kept += 1;
                 } else {
                     candidates.push(b);
@@ -190,9 +191,10 @@ impl Store {
         }
 
         if let Some(expiry) = options.upload_expiry
-            && !options.dry_run {
-                report.uploads_expired = self.expire_uploads(expiry).await? as u64;
-            }
+            && !options.dry_run
+        {
+            report.uploads_expired = self.expire_uploads(expiry).await? as u64;
+        }
         Ok(report)
     }
 
@@ -307,8 +309,7 @@ impl Store {
             let referrers: Vec<Digest> = revisions
                 .iter()
                 .filter(|(d, (rev, _))| {
-                    !marked.contains(*d)
-                        && rev.subject.as_ref().is_some_and(|s| marked.contains(s))
+                    !marked.contains(*d) && rev.subject.as_ref().is_some_and(|s| marked.contains(s))
                 })
                 .map(|(d, _)| d.clone())
                 .collect();
@@ -339,9 +340,10 @@ impl Store {
         let link_prefix = keys::blob_links_prefix(repo);
         for e in self.list_all(&link_prefix, false).await? {
             if e.modified >= cutoff
-                && let Ok(d) = Digest::parse(keys::after_prefix(&e.key, &link_prefix)) {
-                    recent.insert(d);
-                }
+                && let Ok(d) = Digest::parse(keys::after_prefix(&e.key, &link_prefix))
+            {
+                recent.insert(d);
+            }
         }
         Ok(())
     }
@@ -382,7 +384,10 @@ impl Store {
 
     /// Re-hashes every stored blob and reports those whose bytes no longer
     /// match their digest.
-    pub async fn scrub(&self, mut progress: impl FnMut(&Progress) + Send) -> StoreResult<ScrubReport> {
+    pub async fn scrub(
+        &self,
+        mut progress: impl FnMut(&Progress) + Send,
+    ) -> StoreResult<ScrubReport> {
         let mut report = ScrubReport::default();
         let mut after: Option<Digest> = None;
         loop {

@@ -95,7 +95,11 @@ mod tests {
         let nested: RepositoryName = "a/tag".parse().unwrap();
         let t: Tag = "v1".parse().unwrap();
         let d = Digest::sha256(b"x");
-        assert!(!blob_link(&nested, &d).as_str().starts_with(&tags_prefix(&a)));
+        assert!(
+            !blob_link(&nested, &d)
+                .as_str()
+                .starts_with(&tags_prefix(&a))
+        );
         assert!(!tag(&nested, &t).as_str().starts_with(&tags_prefix(&a)));
         assert!(tag(&a, &t).as_str().starts_with(&tags_prefix(&a)));
         assert_eq!(last_segment(&tag(&a, &t)), "v1");

@@ -71,15 +71,18 @@ impl Store {
     ) -> StoreResult<PushedManifest> {
         let digest = manifest.digest();
         if let Reference::Digest(expected) = reference
-            && expected != digest {
-                return Err(StoreError::ManifestDigestMismatch {
-                    expected: expected.clone(),
-                    actual: digest.clone(),
-                });
-            }
+            && expected != digest
+        {
+            return Err(StoreError::ManifestDigestMismatch {
+                expected: expected.clone(),
+                actual: digest.clone(),
+            });
+        }
         self.check_references(repo, manifest).await?;
 
-        self.backend.blob_put(digest, manifest.raw().clone()).await?;
+        self.backend
+            .blob_put(digest, manifest.raw().clone())
+            .await?;
         let revision = Revision {
             media_type: manifest.media_type().clone(),
             size: manifest.size(),
@@ -114,7 +117,11 @@ impl Store {
         })
     }
 
-    async fn check_references(&self, repo: &RepositoryName, manifest: &Manifest) -> StoreResult<()> {
+    async fn check_references(
+        &self,
+        repo: &RepositoryName,
+        manifest: &Manifest,
+    ) -> StoreResult<()> {
         let missing = |d: &Descriptor| StoreError::ManifestBlobUnknown {
             repo: repo.clone(),
             digest: d.digest.clone(),
@@ -142,7 +149,11 @@ impl Store {
     }
 
     /// The digest a tag points to, if the tag exists.
-    pub async fn tag_target(&self, repo: &RepositoryName, tag: &Tag) -> StoreResult<Option<Digest>> {
+    pub async fn tag_target(
+        &self,
+        repo: &RepositoryName,
+        tag: &Tag,
+    ) -> StoreResult<Option<Digest>> {
         match self.backend.meta_value(&keys::tag(repo, tag)).await? {
             None => Ok(None),
             Some(raw) => parse_digest(&raw).map(Some),
@@ -207,12 +218,14 @@ impl Store {
     /// entry in its subject's referrers.
     pub async fn delete_manifest(&self, repo: &RepositoryName, digest: &Digest) -> StoreResult<()> {
         let key = keys::revision(repo, digest);
-        let raw = self.backend.meta_value(&key).await?.ok_or_else(|| {
-            StoreError::ManifestUnknown {
-                repo: repo.clone(),
-                reference: digest.to_string(),
-            }
-        })?;
+        let raw =
+            self.backend
+                .meta_value(&key)
+                .await?
+                .ok_or_else(|| StoreError::ManifestUnknown {
+                    repo: repo.clone(),
+                    reference: digest.to_string(),
+                })?;
         let rev: Revision = from_json(&raw)?;
         let mut ops = Vec::new();
         // Tags first: a reader never follows a tag to a missing manifest.
@@ -233,7 +246,12 @@ impl Store {
             let Some(last) = page.last() else { break };
             after = Some(last.key.clone());
             for e in page {
-                if e.value.as_deref().map(parse_digest).and_then(Result::ok).as_ref() == Some(digest)
+                if e.value
+                    .as_deref()
+                    .map(parse_digest)
+                    .and_then(Result::ok)
+                    .as_ref()
+                    == Some(digest)
                 {
                     ops.push(MetaOp::Delete(e.key));
                 }
@@ -306,8 +324,10 @@ impl Store {
                 },
             )
             .await?;
-        let mut items: Vec<RepositoryName> =
-            entries.iter().filter_map(|e| keys::repo_from_catalog(&e.key)).collect();
+        let mut items: Vec<RepositoryName> = entries
+            .iter()
+            .filter_map(|e| keys::repo_from_catalog(&e.key))
+            .collect();
         let more = items.len() > n;
         items.truncate(n);
         Ok(Page { items, more })

@@ -116,14 +116,10 @@ impl Backend for MemoryBackend {
     ) -> BackendResult<Vec<BlobMeta>> {
         let inner = self.lock();
         let iter: Box<dyn Iterator<Item = (&Digest, &(Bytes, SystemTime))>> = match start_after {
-            Some(after) => Box::new(
-                inner
-                    .blobs
-                    .range::<Digest, _>((
-                        std::ops::Bound::Excluded(after),
-                        std::ops::Bound::Unbounded,
-                    )),
-            ),
+            Some(after) => Box::new(inner.blobs.range::<Digest, _>((
+                std::ops::Bound::Excluded(after),
+                std::ops::Bound::Unbounded,
+            ))),
             None => Box::new(inner.blobs.iter()),
         };
         Ok(iter

@@ -105,7 +105,11 @@ impl Store {
 
     /// Whether the repository has ever had content.
     pub async fn repository_exists(&self, repo: &RepositoryName) -> StoreResult<bool> {
-        Ok(self.backend.meta_value(&keys::catalog(repo)).await?.is_some())
+        Ok(self
+            .backend
+            .meta_value(&keys::catalog(repo))
+            .await?
+            .is_some())
     }
 
     /// Fails with `NameUnknown` unless the repository exists.

@@ -95,7 +95,9 @@ impl Store {
     ) -> StoreResult<UploadStatus> {
         let _guard = self.lock_upload(id).await;
         let mut state = self.load_upload(repo, id).await?;
-        let digester = self.append_chunk(id, &state, start, body, declared_len).await?;
+        let digester = self
+            .append_chunk(id, &state, start, body, declared_len)
+            .await?;
         state.offset = digester.len();
         state.hash = digester.save_state();
         self.save_upload(id, &state).await?;
@@ -127,7 +129,8 @@ impl Store {
         };
         let size = digester.len();
         if digest.algorithm() != digester.algorithm() {
-            self.commit_with_other_algorithm(id, digester, digest).await?;
+            self.commit_with_other_algorithm(id, digester, digest)
+                .await?;
         } else {
             check_digester(digester, digest, None)?;
             if self.blob_stored(digest).await?.is_some() {
@@ -140,8 +143,8 @@ impl Store {
                     Ok(()) => {}
                     // A retry after a crash between commit and the session's
                     // removal: the content is already in place.
-                    Err(e)
-                        if e.is_not_found() && self.blob_stored(digest).await? == Some(size) => {}
+                    Err(e) if e.is_not_found() && self.blob_stored(digest).await? == Some(size) => {
+                    }
                     Err(e) => return Err(e.into()),
                 }
             }
@@ -259,12 +262,13 @@ impl Store {
         declared_len: Option<u64>,
     ) -> StoreResult<Digester> {
         if let Some(start) = start
-            && start != state.offset {
-                return Err(StoreError::UploadOffset {
-                    requested: start,
-                    current: state.offset,
-                });
-            }
+            && start != state.offset
+        {
+            return Err(StoreError::UploadOffset {
+                requested: start,
+                current: state.offset,
+            });
+        }
         let (stream, hashed) = hashing(body, restore(state)?, declared_len);
         let end = self.backend.stage_append(id, state.offset, stream).await?;
         let digester = hashed
@@ -358,5 +362,6 @@ impl Store {
 }
 
 fn restore(state: &UploadState) -> StoreResult<Digester> {
-    Digester::restore(&state.hash).map_err(|e| StoreError::Corrupt(format!("upload hash state: {e}")))
+    Digester::restore(&state.hash)
+        .map_err(|e| StoreError::Corrupt(format!("upload hash state: {e}")))
 }
