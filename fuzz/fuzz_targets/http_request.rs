@@ -15,24 +15,37 @@ fn registry() -> &'static Registry {
 
 fuzz_target!(|data: &[u8]| {
     // Layout: method byte, then "path\nheader: value\n...\n\nbody".
-    let Some((&m, rest)) = data.split_first() else { return };
+    let Some((&m, rest)) = data.split_first() else {
+        return;
+    };
     let method = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"][usize::from(m) % 7];
     let (head, body) = match rest.windows(2).position(|w| w == b"\n\n") {
         Some(i) => (&rest[..i], &rest[i + 2..]),
         None => (rest, &[][..]),
     };
-    let Ok(head) = std::str::from_utf8(head) else { return };
+    let Ok(head) = std::str::from_utf8(head) else {
+        return;
+    };
     let mut lines = head.lines();
     let Some(target) = lines.next() else { return };
-    let mut req = http::Request::builder().method(method).uri(format!("/v2/{target}"));
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(format!("/v2/{target}"));
     for line in lines {
         if let Some((k, v)) = line.split_once(':') {
             req = req.header(k.trim(), v.trim());
         }
     }
-    let Ok(req) = req.body(http_body_util::Full::new(bytes::Bytes::copy_from_slice(body))) else {
+    let Ok(req) = req.body(http_body_util::Full::new(bytes::Bytes::copy_from_slice(
+        body,
+    ))) else {
         return;
     };
     let resp = futures::executor::block_on(registry().handle(req));
-    assert!(!resp.status().is_server_error(), "{} {target}: {}", method, resp.status());
+    assert!(
+        !resp.status().is_server_error(),
+        "{} {target}: {}",
+        method,
+        resp.status()
+    );
 });

@@ -6,7 +6,9 @@ use libfuzzer_sys::fuzz_target;
 use wharf_types::{MediaType, Reference, UploadId};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(s) = std::str::from_utf8(data) else { return };
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
     if let Ok(r) = Reference::parse(s) {
         assert_eq!(r.to_string(), s);
     }

@@ -6,7 +6,9 @@ use libfuzzer_sys::fuzz_target;
 use wharf_types::RepositoryName;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(s) = std::str::from_utf8(data) else { return };
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
     if let Ok(n) = RepositoryName::parse(s) {
         assert_eq!(n.as_str(), s);
         assert!(s.len() <= RepositoryName::MAX_LEN);

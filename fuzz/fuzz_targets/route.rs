@@ -6,7 +6,9 @@ use libfuzzer_sys::fuzz_target;
 use wharf_registry::route::{Route, parse};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(path) = std::str::from_utf8(data) else { return };
+    let Ok(path) = std::str::from_utf8(data) else {
+        return;
+    };
     let Ok(route) = parse(path) else { return };
     let rebuilt = match &route {
         Route::Base | Route::Catalog => return,
@@ -18,6 +20,9 @@ fuzz_target!(|data: &[u8]| {
         Route::Referrers(n, d) => format!("/v2/{n}/referrers/{d}"),
     };
     let trimmed = path.trim_end_matches('/');
-    assert!(rebuilt.trim_end_matches('/') == trimmed, "{path} -> {rebuilt}");
+    assert!(
+        rebuilt.trim_end_matches('/') == trimmed,
+        "{path} -> {rebuilt}"
+    );
     assert!(path.split('/').all(|seg| seg != ".." && seg != "."));
 });
