@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use futures::StreamExt;
-use wharf_benches::{body, body_digest};
+use wharf_benches::{body, body_digest, chunks, replay};
 use wharf_storage::{FsBackend, Store, body_from_bytes};
 use wharf_types::{Algorithm, Digester, Manifest, Reference, RepositoryName, Tag};
 
@@ -51,11 +51,12 @@ fn put_blobs(c: &mut Criterion) {
                     let store = Store::new(FsBackend::open(dir.path()).expect("open"));
                     let seed = 1000 + i;
                     let digest = body_digest(size, chunk, seed);
+                    let data = chunks(size, chunk, seed);
                     let start = Instant::now();
                     rt.block_on(store.put_blob(
                         &repo,
                         &digest,
-                        body(size, chunk, seed),
+                        replay(&data),
                         Some(size as u64),
                     ))
                     .expect("put");

@@ -29,6 +29,24 @@ pub fn body(total: usize, chunk: usize, seed: u64) -> Body {
     }))
 }
 
+/// The chunks of [`body`], generated up front, so a benchmark can replay
+/// them without paying for generation in the timed part.
+pub fn chunks(total: usize, chunk: usize, seed: u64) -> Vec<Bytes> {
+    use futures::StreamExt;
+    futures::executor::block_on(async {
+        body(total, chunk, seed)
+            .map(|c| c.unwrap_or_default())
+            .collect()
+            .await
+    })
+}
+
+/// A body replaying pre-generated chunks (cheap clones of `Bytes`).
+pub fn replay(chunks: &[Bytes]) -> Body {
+    let chunks: Vec<std::io::Result<Bytes>> = chunks.iter().cloned().map(Ok).collect();
+    Box::pin(futures::stream::iter(chunks))
+}
+
 /// The SHA-256 digest of what [`body`] yields, computed the same way.
 pub fn body_digest(total: usize, chunk: usize, seed: u64) -> wharf_types::Digest {
     use futures::StreamExt;
