@@ -240,6 +240,21 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// succeeds without changing it.
     async fn blob_put(&self, digest: &Digest, data: Bytes) -> BackendResult<()>;
 
+    /// Writes a small blob together with metadata records: the blob first,
+    /// then `ops` in order. Backends that can make this one atomic, durable
+    /// step (the filesystem backend keeps small blobs in its metadata
+    /// database and commits both with one fsync) override it; the default
+    /// is [`Backend::blob_put`] then [`Backend::meta_apply`].
+    async fn blob_put_with_meta(
+        &self,
+        digest: &Digest,
+        data: Bytes,
+        ops: Vec<MetaOp>,
+    ) -> BackendResult<()> {
+        self.blob_put(digest, data).await?;
+        self.meta_apply(ops).await
+    }
+
     /// Removes a blob; removing an absent blob is not an error.
     async fn blob_delete(&self, digest: &Digest) -> BackendResult<()>;
 
