@@ -19,6 +19,8 @@ pub(crate) struct App {
     pub(crate) registry: Registry,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) access_log: bool,
+    /// The authenticator, when auth is on (serves `/token` in token mode).
+    pub(crate) auth: Option<Arc<wharf_auth::Auth>>,
 }
 
 impl App {
@@ -31,6 +33,11 @@ impl App {
         match req.uri().path() {
             "/healthz" => return text(StatusCode::OK, "ok\n"),
             "/readyz" => return self.ready().await,
+            "/token" => {
+                if let Some(auth) = self.auth.clone().filter(|a| a.serves_tokens()) {
+                    return self.token(auth, req, peer).await;
+                }
+            }
             _ => {}
         }
         let start = Instant::now();
@@ -77,6 +84,64 @@ impl App {
             parts,
             AppBody {
                 inner: Inner::Registry(body),
+                record: Some(record),
+            },
+        )
+    }
+
+    /// The Docker token endpoint.
+    async fn token<B>(
+        &self,
+        auth: Arc<wharf_auth::Auth>,
+        req: Request<B>,
+        peer: SocketAddr,
+    ) -> Response<AppBody>
+    where
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        use http_body_util::BodyExt;
+        let start = Instant::now();
+        let (parts, body) = req.into_parts();
+        // Token requests are small forms; refuse anything large unread.
+        let limited = http_body_util::Limited::new(body, 16 * 1024);
+        let Ok(collected) = limited.collect().await else {
+            return text(StatusCode::PAYLOAD_TOO_LARGE, "request too large\n");
+        };
+        let body = collected.to_bytes();
+        let received = body.len() as u64;
+        let method = parts.method.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            auth.token_endpoint(
+                &parts.method,
+                parts.uri.query(),
+                &parts.headers,
+                &body,
+                Some(peer.ip()),
+            )
+        })
+        .await;
+        let resp = match result {
+            Ok(r) => r,
+            Err(_) => return text(StatusCode::INTERNAL_SERVER_ERROR, "token service failed\n"),
+        };
+        let (parts, bytes) = resp.into_parts();
+        let record = Record {
+            metrics: self.metrics.clone(),
+            access_log: self.access_log,
+            start,
+            method,
+            status: parts.status,
+            route: "token",
+            repository: String::new(),
+            peer,
+            received: Arc::new(AtomicU64::new(received)),
+            sent: 0,
+        };
+        Response::from_parts(
+            parts,
+            AppBody {
+                inner: Inner::Plain(Some(bytes)),
                 record: Some(record),
             },
         )

@@ -19,6 +19,7 @@ pub(crate) struct Config {
     pub(crate) gc: GcConfig,
     pub(crate) log: LogConfig,
     pub(crate) metrics: MetricsConfig,
+    pub(crate) auth: AuthSection,
 }
 
 /// `[server]`
@@ -184,6 +185,76 @@ pub(crate) struct MetricsConfig {
     pub(crate) listen: String,
 }
 
+/// How clients authenticate.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum AuthMode {
+    /// No authentication: everyone may do everything.
+    None,
+    /// HTTP Basic on every request.
+    Basic,
+    /// Docker token auth (Basic also accepted).
+    Token,
+}
+
+/// `[auth]`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct AuthSection {
+    /// `none`, `basic` or `token`.
+    pub(crate) mode: AuthMode,
+    /// htpasswd file (bcrypt entries).
+    pub(crate) htpasswd: PathBuf,
+    /// Robot accounts file; empty: `<storage.path>/auth/robots.json`.
+    pub(crate) robots: PathBuf,
+    /// Service name (token audience).
+    pub(crate) service: String,
+    /// Token issuer name.
+    pub(crate) issuer: String,
+    /// Token endpoint URL announced in challenges; empty: derived from
+    /// each request's Host header.
+    pub(crate) realm: String,
+    /// Access token lifetime in seconds.
+    pub(crate) token_ttl_secs: u64,
+    /// Refresh token lifetime in seconds.
+    pub(crate) refresh_ttl_secs: u64,
+    /// PEM PKCS#8 EC P-256 key the built-in issuer signs with; empty:
+    /// `<storage.path>/auth/token-signing-key.pem`, generated if missing.
+    pub(crate) signing_key: PathBuf,
+    /// Trust tokens signed by this external issuer's public key (PEM)
+    /// instead of issuing tokens here.
+    pub(crate) trusted_issuer_key: PathBuf,
+    /// Failed logins per user and per client address before refusing.
+    pub(crate) max_failures: u32,
+    /// Window for `max_failures`, in seconds.
+    pub(crate) failure_window_secs: u64,
+    /// Groups: name = [users].
+    pub(crate) groups: std::collections::BTreeMap<String, Vec<String>>,
+    /// Access rules.
+    pub(crate) rules: Vec<wharf_auth::RuleConfig>,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        AuthSection {
+            mode: AuthMode::None,
+            htpasswd: PathBuf::new(),
+            robots: PathBuf::new(),
+            service: "wharf".into(),
+            issuer: "wharf".into(),
+            realm: String::new(),
+            token_ttl_secs: 300,
+            refresh_ttl_secs: 7 * 24 * 3600,
+            signing_key: PathBuf::new(),
+            trusted_issuer_key: PathBuf::new(),
+            max_failures: 10,
+            failure_window_secs: 300,
+            groups: Default::default(),
+            rules: Vec::new(),
+        }
+    }
+}
+
 /// A configuration problem, with where it came from.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ConfigError {
@@ -271,6 +342,17 @@ impl Config {
                 "gc.grace_secs must be at least 120 when online GC is on (pushes in flight need time)"
                     .into(),
             );
+        }
+        if self.auth.mode != AuthMode::None {
+            if self.auth.htpasswd.as_os_str().is_empty() {
+                return invalid("auth.htpasswd must name the users file when auth is on".into());
+            }
+            if self.auth.token_ttl_secs == 0 || self.auth.token_ttl_secs > 24 * 3600 {
+                return invalid("auth.token_ttl_secs must be between 1 and 86400".into());
+            }
+            if self.auth.max_failures == 0 {
+                return invalid("auth.max_failures must be at least 1".into());
+            }
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return invalid(format!("log.level: {e}"));

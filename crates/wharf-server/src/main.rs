@@ -1,6 +1,7 @@
 //! `wharf`: the Wharf container registry server and its admin commands.
 
 mod app;
+mod auth;
 mod config;
 mod metrics;
 mod progress;
@@ -62,8 +63,66 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Manage htpasswd users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Manage robot (service) accounts for CI pipelines.
+    Robot {
+        #[command(subcommand)]
+        command: RobotCommand,
+    },
     /// Print the version.
     Version,
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Add a user or change a password. The password is read from standard
+    /// input (prompted for, without echo, on a terminal).
+    Add {
+        /// The user name.
+        name: String,
+        /// The htpasswd file (default: `auth.htpasswd` from the configuration).
+        #[arg(long)]
+        htpasswd: Option<PathBuf>,
+        /// Configuration file.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// bcrypt cost.
+        #[arg(long, default_value_t = wharf_auth::htpasswd::DEFAULT_COST)]
+        cost: u32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RobotCommand {
+    /// Create a robot; prints its credentials once.
+    Add {
+        /// The robot's name; it logs in as `robot$NAME`.
+        name: String,
+        /// What it may do: `GLOB:ACTIONS`, e.g. `ci/**:pull,push`. Repeatable.
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+        /// Expire after this many days (default: never).
+        #[arg(long)]
+        expires_days: Option<u64>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// List robots.
+    List {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Revoke a robot; takes effect on a running server at once.
+    Revoke {
+        /// The robot's name.
+        name: String,
+        #[command(flatten)]
+        common: Common,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -138,6 +197,16 @@ fn main() -> ExitCode {
             .load()
             .and_then(|config| run(config, move |c| gc(c, dry_run, delete_untagged, grace_secs))),
         Command::Fsck { common } => common.load().and_then(|config| run(config, fsck)),
+        Command::User {
+            command:
+                UserCommand::Add {
+                    name,
+                    htpasswd,
+                    config,
+                    cost,
+                },
+        } => user_add(&name, htpasswd, config, cost),
+        Command::Robot { command } => robot(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -200,16 +269,24 @@ async fn serve(config: Config) -> Result<(), String> {
     limits.max_manifest_size = config.registry.max_manifest_size;
     limits.max_blob_size = config.registry.max_blob_size;
     limits.max_page = config.registry.max_page;
-    let registry = Registry::builder(store)
+    let auth = auth::build(&config)?;
+    let mut builder = Registry::builder(store)
         .limits(limits)
         .delete_enabled(config.registry.delete_enabled)
-        .automatic_mount(config.registry.automatic_mount)
-        .build();
+        .automatic_mount(config.registry.automatic_mount);
+    if let Some(auth) = &auth {
+        builder = builder.authorizer(auth::AuthAdapter {
+            auth: auth.clone(),
+            https: !config.server.tls_cert.is_empty(),
+        });
+    }
+    let registry = builder.build();
     let metrics = metrics::Metrics::new();
     let app = Arc::new(app::App {
         registry,
         metrics,
         access_log: config.log.access_log,
+        auth,
     });
 
     let addr = config.listen_addr().map_err(|e| e.to_string())?;
@@ -331,4 +408,125 @@ async fn fsck(config: Config) -> Result<(), String> {
     } else {
         Err("corrupt content found".into())
     }
+}
+
+fn user_add(
+    name: &str,
+    htpasswd: Option<PathBuf>,
+    config: Option<PathBuf>,
+    cost: u32,
+) -> Result<(), String> {
+    let path = match htpasswd {
+        Some(p) => p,
+        None => {
+            let c = Config::load(config.as_deref(), std::env::vars()).map_err(|e| e.to_string())?;
+            if c.auth.htpasswd.as_os_str().is_empty() {
+                return Err("no htpasswd file: pass --htpasswd or set auth.htpasswd".into());
+            }
+            c.auth.htpasswd
+        }
+    };
+    let password = read_password()?;
+    wharf_auth::htpasswd::set_password(&path, name, &password, cost).map_err(|e| e.to_string())?;
+    eprintln!("user {name:?} saved in {}", path.display());
+    Ok(())
+}
+
+fn read_password() -> Result<String, String> {
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("Password: ").map_err(|e| e.to_string())?;
+        let second = rpassword::prompt_password("Repeat password: ").map_err(|e| e.to_string())?;
+        if first != second {
+            return Err("passwords differ".into());
+        }
+        Ok(first)
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .map_err(|e| format!("cannot read the password from standard input: {e}"))?;
+        Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+    }
+}
+
+fn robot(command: RobotCommand) -> Result<(), String> {
+    let common = match &command {
+        RobotCommand::Add { common, .. }
+        | RobotCommand::List { common }
+        | RobotCommand::Revoke { common, .. } => common,
+    };
+    let config = common.load()?;
+    let path = auth::robots_path(&config)
+        .ok_or("robots need a file: set auth.robots (memory storage has no data directory)")?;
+    match command {
+        RobotCommand::Add {
+            name,
+            scopes,
+            expires_days,
+            ..
+        } => {
+            let mut parsed = Vec::new();
+            for s in &scopes {
+                let (glob, actions) = s
+                    .rsplit_once(':')
+                    .ok_or_else(|| format!("scope {s:?}: expected GLOB:ACTIONS"))?;
+                let actions = actions
+                    .split(',')
+                    .map(|a| {
+                        wharf_auth::Action::parse(a)
+                            .ok_or_else(|| format!("scope {s:?}: unknown action {a:?}"))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                parsed.push(wharf_auth::robots::RobotScope {
+                    repositories: vec![glob.to_owned()],
+                    actions,
+                });
+            }
+            let expires = expires_days.map(|d| {
+                std::time::SystemTime::now() + Duration::from_secs(d.saturating_mul(86_400))
+            });
+            let secret = wharf_auth::robots::add(&path, &name, parsed, expires)
+                .map_err(|e| e.to_string())?;
+            println!("username: {}{name}", wharf_auth::robots::ROBOT_PREFIX);
+            println!("password: {secret}");
+            eprintln!("(shown once; store it in your CI secrets)");
+        }
+        RobotCommand::List { .. } => {
+            let now = std::time::SystemTime::now();
+            for r in wharf_auth::robots::list(&path).map_err(|e| e.to_string())? {
+                let state = if r.revoked {
+                    "revoked"
+                } else if r.active(now) {
+                    "active"
+                } else {
+                    "expired"
+                };
+                let scopes: Vec<String> = r
+                    .scopes
+                    .iter()
+                    .map(|s| {
+                        let a: Vec<&str> = s.actions.iter().map(|a| a.as_str()).collect();
+                        format!("{}:{}", s.repositories.join("|"), a.join(","))
+                    })
+                    .collect();
+                let expires = if r.expires == 0 {
+                    "never".to_owned()
+                } else {
+                    format!("{}", r.expires)
+                };
+                println!(
+                    "{}{}\t{state}\texpires={expires}\t{}",
+                    wharf_auth::robots::ROBOT_PREFIX,
+                    r.name,
+                    scopes.join(" ")
+                );
+            }
+        }
+        RobotCommand::Revoke { name, .. } => {
+            wharf_auth::robots::revoke(&path, &name).map_err(|e| e.to_string())?;
+            eprintln!("robot {name:?} revoked");
+        }
+    }
+    Ok(())
 }
