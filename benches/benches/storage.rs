@@ -53,13 +53,8 @@ fn put_blobs(c: &mut Criterion) {
                     let digest = body_digest(size, chunk, seed);
                     let data = chunks(size, chunk, seed);
                     let start = Instant::now();
-                    rt.block_on(store.put_blob(
-                        &repo,
-                        &digest,
-                        replay(&data),
-                        Some(size as u64),
-                    ))
-                    .expect("put");
+                    rt.block_on(store.put_blob(&repo, &digest, replay(&data), Some(size as u64)))
+                        .expect("put");
                     total += start.elapsed();
                 }
                 total

@@ -337,9 +337,9 @@ impl Config {
         if self.storage.kind == StorageKind::Fs && self.storage.path.as_os_str().is_empty() {
             return invalid("storage.path must be set for fs storage".into());
         }
-        if self.gc.interval_secs > 0 && self.gc.grace_secs < 120 {
+        if self.gc.interval_secs > 0 && self.gc.grace_secs < 4 {
             return invalid(
-                "gc.grace_secs must be at least 120 when online GC is on (pushes in flight need time)"
+                "gc.grace_secs must be at least 4 when online GC is on (pushes in flight need time; hours are typical)"
                     .into(),
             );
         }

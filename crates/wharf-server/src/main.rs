@@ -250,6 +250,10 @@ fn open_store(config: &Config) -> Result<Store, String> {
     let mut store_config = StoreConfig::default();
     store_config.manifest_cache_bytes = config.storage.manifest_cache_bytes;
     store_config.max_manifest_size = config.registry.max_manifest_size;
+    // A blob checked by a push is marked as used well within the GC grace
+    // period, however short it is configured.
+    store_config.link_touch_interval =
+        Duration::from_secs(config.gc.grace_secs / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
     let backend: Arc<dyn wharf_storage::Backend> = match config.storage.kind {
         StorageKind::Memory => Arc::new(MemoryBackend::new()),
         StorageKind::Fs => Arc::new(FsBackend::open(&config.storage.path).map_err(|e| {
