@@ -141,6 +141,9 @@ impl Auth {
     /// Validates the configuration and builds the authenticator.
     pub fn new(config: AuthConfig) -> Result<Self, AuthError> {
         let users = config.users;
+        // Make the dummy hash for unknown users now, not on the first
+        // unknown user (which would then take longer than the others).
+        users.warm_up();
         let policy = Policy::new(&config.rules, &config.groups, |u| users.contains(u))?;
         let verify_key = match (&config.trusted_key, &config.signing_key) {
             (Some(k), _) => Some(k.clone()),
@@ -237,13 +240,55 @@ impl Auth {
         peer: Option<IpAddr>,
         repository: &RepositoryName,
     ) -> bool {
+        let need = Need::Repository(repository.clone(), Action::Pull);
         match self.identify(authorization, peer) {
-            Ok(identity) => self.permits(
-                &identity,
-                &Need::Repository(repository.clone(), Action::Pull),
-            ),
+            // A token granting the catalog lists what its subject may pull
+            // (the catalog filter asks here about every repository, and the
+            // token cannot name them all); otherwise only its own scopes.
+            Ok(Identity::Token(c)) => {
+                let catalog = c
+                    .access
+                    .iter()
+                    .any(|a| a.kind == "registry" && a.name == "catalog");
+                self.permits(&Identity::Token(c.clone()), &need)
+                    || (catalog
+                        && self.signing_key.is_some()
+                        && self.subject_identity(&c.sub).is_some_and(|i| {
+                            self.allowed_actions(&i, repository.as_str())
+                                .contains(&Action::Pull)
+                        }))
+            }
+            Ok(identity) => self.permits(&identity, &need),
             Err(_) => false,
         }
+    }
+
+    /// The current identity of a token's subject (built-in issuer): `None`
+    /// for a user no longer in the htpasswd file or a robot that is
+    /// revoked, expired or re-created since.
+    fn subject_identity(&self, sub: &str) -> Option<Identity> {
+        if sub.is_empty() {
+            Some(Identity::Anonymous)
+        } else if let Some(name) = sub.strip_prefix(ROBOT_PREFIX) {
+            self.robots
+                .get(name, SystemTime::now())
+                .map(Identity::Robot)
+        } else if self.users.contains(sub) {
+            Some(Identity::User(sub.to_owned()))
+        } else {
+            None
+        }
+    }
+
+    /// Whether a token of the built-in issuer for a robot was issued to the
+    /// robot that is active now (not a revoked one of the same name).
+    fn robot_token_current(&self, claims: &Claims) -> bool {
+        let Some(name) = claims.sub.strip_prefix(ROBOT_PREFIX) else {
+            return true;
+        };
+        self.robots.get(name, SystemTime::now()).is_some_and(|r| {
+            claims.jti.rsplit_once('.').map(|(_, b)| b) == Some(&robot_binding(&r))
+        })
     }
 
     fn permits(&self, identity: &Identity, need: &Need) -> bool {
@@ -355,6 +400,12 @@ impl Auth {
             let Some((user, password)) = decode_basic(rest.trim()) else {
                 return Err(Failure::Invalid);
             };
+            // Empty credentials are how some clients (containers/image:
+            // skopeo, podman) ask anonymously after a Basic challenge: not
+            // a failed login.
+            if user.is_empty() && password.is_empty() {
+                return Ok(Identity::Anonymous);
+            }
             return self.login(&user, &password, peer);
         }
         if scheme.eq_ignore_ascii_case("bearer") && self.mode == Mode::Token {
@@ -362,6 +413,15 @@ impl Auth {
                 return Err(Failure::Invalid);
             };
             return match key.verify(rest.trim(), &self.issuer, &self.service, SystemTime::now()) {
+                // A robot's tokens die with it (revocation is immediate).
+                Ok(c) if c.kind.is_none() && self.signing_key.is_some() => {
+                    if self.robot_token_current(&c) {
+                        Ok(Identity::Token(c))
+                    } else {
+                        tracing::debug!(sub = %c.sub, "token of a revoked robot refused");
+                        Err(Failure::Invalid)
+                    }
+                }
                 Ok(c) if c.kind.is_none() => Ok(Identity::Token(c)),
                 Ok(_) => Err(Failure::Invalid), // refresh tokens grant nothing here
                 Err(e) => {
@@ -580,6 +640,12 @@ impl Auth {
             Identity::User(u) => u.clone(),
             Identity::Robot(r) => format!("{ROBOT_PREFIX}{}", r.name),
         };
+        // A robot's tokens carry a binding to that robot, so that they die
+        // when it is revoked, even if a robot of the same name is made.
+        let jti = || match &identity {
+            Identity::Robot(r) => format!("{}.{}", random_id(), robot_binding(r)),
+            _ => random_id(),
+        };
         let claims = Claims {
             iss: self.issuer.clone(),
             sub: sub.clone(),
@@ -587,7 +653,7 @@ impl Auth {
             exp: n + self.token_ttl.as_secs(),
             nbf: Some(n.saturating_sub(1)),
             iat: Some(n),
-            jti: random_id(),
+            jti: jti(),
             access,
             kind: None,
         };
@@ -610,7 +676,7 @@ impl Auth {
                 exp: n + self.refresh_ttl.as_secs(),
                 access: Vec::new(),
                 kind: Some("refresh".into()),
-                jti: random_id(),
+                jti: jti(),
                 ..claims
             };
             let r = signing.sign(&refresh).map_err(|e| {
@@ -640,16 +706,13 @@ impl Auth {
         if claims.kind.as_deref() != Some("refresh") {
             return None;
         }
-        // A removed user or a revoked robot cannot refresh.
-        if let Some(name) = claims.sub.strip_prefix(ROBOT_PREFIX) {
-            self.robots
-                .get(name, SystemTime::now())
-                .map(Identity::Robot)
-        } else if self.users.contains(&claims.sub) {
-            Some(Identity::User(claims.sub))
-        } else {
-            None
+        // A removed user or a revoked robot cannot refresh (nor can a
+        // revoked robot's token once a new robot has its name).
+        if !self.robot_token_current(&claims) {
+            return None;
         }
+        self.subject_identity(&claims.sub)
+            .filter(|i| !matches!(i, Identity::Anonymous))
     }
 
     /// The granted part of one requested scope.
@@ -692,6 +755,21 @@ impl Auth {
             _ => None,
         }
     }
+}
+
+/// A short value tying a token to one robot (its creation and secret hash),
+/// not to its name alone.
+fn robot_binding(r: &Robot) -> String {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(b"wharf robot token\0");
+    ctx.update(r.name.as_bytes());
+    ctx.update(&[0]);
+    ctx.update(&r.created.to_be_bytes());
+    ctx.update(r.secret_sha256.as_bytes());
+    ctx.finish().as_ref()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn subject_of(sub: &str) -> Subject {

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use crate::AuthError;
 
@@ -14,6 +14,9 @@ pub const DEFAULT_COST: u32 = 10;
 #[derive(Clone, Default)]
 pub struct Htpasswd {
     users: HashMap<String, String>,
+    /// The bcrypt cost most entries use: unknown users are checked against
+    /// a dummy hash of this cost, so they take as long as known ones.
+    dummy_cost: u32,
 }
 
 impl std::fmt::Debug for Htpasswd {
@@ -42,6 +45,7 @@ impl Htpasswd {
     /// `$2x$`, `$2y$`); other hash kinds are rejected with the line number.
     pub fn parse(text: &str, origin: &Path) -> Result<Self, AuthError> {
         let mut users = HashMap::new();
+        let mut costs: HashMap<u32, usize> = HashMap::new();
         for (i, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
@@ -78,14 +82,20 @@ impl Htpasswd {
                     "user {user:?} has a {kind} hash; only bcrypt is accepted (create entries with `wharf user add` or `htpasswd -B`)"
                 )));
             }
-            if hash.parse::<bcrypt::HashParts>().is_err() {
+            let Ok(parts) = hash.parse::<bcrypt::HashParts>() else {
                 return Err(err(format!("user {user:?} has a malformed bcrypt hash")));
-            }
+            };
+            *costs.entry(parts.get_cost()).or_default() += 1;
             if users.insert(user.to_owned(), hash.to_owned()).is_some() {
                 return Err(err(format!("user {user:?} is listed twice")));
             }
         }
-        Ok(Htpasswd { users })
+        // The most common cost (the higher one on a tie).
+        let dummy_cost = costs
+            .into_iter()
+            .max_by_key(|&(cost, n)| (n, cost))
+            .map_or(DEFAULT_COST, |(cost, _)| cost);
+        Ok(Htpasswd { users, dummy_cost })
     }
 
     /// Reads and parses a file.
@@ -105,6 +115,12 @@ impl Htpasswd {
         self.users.keys().map(String::as_str)
     }
 
+    /// Prepares what checking an unknown user needs, so that even the first
+    /// such check takes no longer than the others.
+    pub fn warm_up(&self) {
+        let _ = dummy_hash(self.dummy_cost);
+    }
+
     /// Checks a password. Takes the same time whether or not the user
     /// exists (an unknown user is checked against a dummy hash of the same
     /// cost), so timing does not reveal which users exist.
@@ -112,20 +128,29 @@ impl Htpasswd {
         match self.users.get(user) {
             Some(hash) => bcrypt::verify(password, hash).unwrap_or(false),
             None => {
-                let _ = bcrypt::verify(password, dummy_hash());
+                let _ = bcrypt::verify(password, &dummy_hash(self.dummy_cost));
                 false
             }
         }
     }
 }
 
-fn dummy_hash() -> &'static str {
-    static DUMMY: OnceLock<String> = OnceLock::new();
-    DUMMY.get_or_init(|| {
-        bcrypt::hash("wharf-dummy-password", DEFAULT_COST).unwrap_or_else(|_| {
-            "$2b$10$abcdefghijklmnopqrstuu0123456789012345678901234567890".into()
+/// A bcrypt hash of a password nobody has, at `cost` (made once per cost).
+fn dummy_hash(cost: u32) -> String {
+    static DUMMIES: OnceLock<Mutex<HashMap<u32, String>>> = OnceLock::new();
+    let cost = if cost == 0 { DEFAULT_COST } else { cost };
+    let mut dummies = DUMMIES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    dummies
+        .entry(cost)
+        .or_insert_with(|| {
+            bcrypt::hash("wharf-dummy-password", cost).unwrap_or_else(|_| {
+                "$2b$10$abcdefghijklmnopqrstuu0123456789012345678901234567890".into()
+            })
         })
-    })
+        .clone()
 }
 
 /// Adds or replaces a user in an htpasswd file, atomically (write to a
@@ -230,6 +255,21 @@ mod tests {
                 .to_string()
                 .contains("twice")
         );
+    }
+
+    #[test]
+    fn unknown_users_cost_as_much_as_known_ones() {
+        let p = Path::new("users");
+        let low = bcrypt::hash("a", 4).unwrap();
+        let high = bcrypt::hash("b", 6).unwrap();
+        let h = Htpasswd::parse(&format!("a:{low}\nb:{low}\nc:{high}\n"), p).unwrap();
+        assert_eq!(h.dummy_cost, 4, "the most common cost");
+        let dummy = dummy_hash(h.dummy_cost);
+        assert_eq!(dummy.parse::<bcrypt::HashParts>().unwrap().get_cost(), 4);
+        assert!(!h.verify("nobody", "a"));
+        let h = Htpasswd::parse(&format!("c:{high}\n"), p).unwrap();
+        assert_eq!(h.dummy_cost, 6);
+        assert_eq!(Htpasswd::parse("", p).unwrap().dummy_cost, DEFAULT_COST);
     }
 
     #[test]

@@ -408,15 +408,16 @@ fn kill_9_keeps_acknowledged_pushes() {
 #[test]
 fn admin_gc_and_fsck() {
     let w = Wharf::start(&[]);
-    let kept = push_blob(
-        &w.addr,
-        "admin/repo",
-        b"kept because a manifest references it",
-    );
+    // Larger than the filesystem backend's inline threshold (1 MiB), so
+    // that it is a file the test can corrupt (smaller blobs live in the
+    // metadata database).
+    let layer: Vec<u8> = (0..1_500_000u32).map(|i| (i % 251) as u8).collect();
+    let kept = push_blob(&w.addr, "admin/repo", &layer);
     let config = push_blob(&w.addr, "admin/repo", b"{}");
     let orphan = push_blob(&w.addr, "admin/repo", b"nothing references this blob");
     let manifest = format!(
-        "{{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"config\":{{\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"digest\":\"{config}\",\"size\":2}},\"layers\":[{{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar\",\"digest\":\"{kept}\",\"size\":37}}]}}"
+        "{{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"config\":{{\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"digest\":\"{config}\",\"size\":2}},\"layers\":[{{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar\",\"digest\":\"{kept}\",\"size\":{}}}]}}",
+        layer.len()
     );
     let (status, body) = http(
         &w.addr,
