@@ -37,6 +37,10 @@ pub struct AuthConfig {
     pub mode: Mode,
     /// Users.
     pub users: Htpasswd,
+    /// The file `users` came from; when set, it is re-read when it changes
+    /// (checked at most once a second), so removed users and changed
+    /// passwords take effect without a restart.
+    pub users_file: Option<PathBuf>,
     /// Groups of users.
     pub groups: BTreeMap<String, Vec<String>>,
     /// Access rules.
@@ -100,6 +104,8 @@ enum Identity {
 /// A failed authentication.
 enum Failure {
     Invalid,
+    /// A bearer token that is expired, forged or otherwise unusable.
+    BadToken,
     Limited,
 }
 
@@ -113,7 +119,9 @@ const MAX_SCOPES: usize = 32;
 /// Authentication and authorization for one registry.
 pub struct Auth {
     mode: Mode,
-    users: Htpasswd,
+    users: std::sync::RwLock<std::sync::Arc<Htpasswd>>,
+    users_file: Option<PathBuf>,
+    users_seen: Mutex<(Instant, Option<FileStamp>)>,
     policy: Policy,
     robots: Robots,
     service: String,
@@ -125,6 +133,18 @@ pub struct Auth {
     verify_key: Option<VerifyKey>,
     limiter: RateLimiter,
     cache: Mutex<HashMap<[u8; 32], (Instant, String)>>,
+}
+
+/// What identifies a version of a file: modification time, size, inode.
+type FileStamp = (SystemTime, u64, u64);
+
+fn file_stamp(path: &std::path::Path) -> Option<FileStamp> {
+    let m = std::fs::metadata(path).ok()?;
+    #[cfg(unix)]
+    let ino = std::os::unix::fs::MetadataExt::ino(&m);
+    #[cfg(not(unix))]
+    let ino = 0;
+    Some((m.modified().ok()?, m.len(), ino))
 }
 
 impl std::fmt::Debug for Auth {
@@ -160,9 +180,12 @@ impl Auth {
                 "auth service and issuer must not be empty".into(),
             ));
         }
+        let stamp = config.users_file.as_deref().and_then(file_stamp);
         Ok(Auth {
             mode: config.mode,
-            users,
+            users: std::sync::RwLock::new(std::sync::Arc::new(users)),
+            users_file: config.users_file,
+            users_seen: Mutex::new((Instant::now(), stamp)),
             policy,
             robots: Robots::open(config.robots)?,
             service: config.service,
@@ -180,6 +203,34 @@ impl Auth {
             limiter: RateLimiter::new(config.max_failures, config.failure_window),
             cache: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The current users, re-read from their file when it changed.
+    fn users(&self) -> std::sync::Arc<Htpasswd> {
+        if let Some(path) = &self.users_file {
+            let mut seen = self.users_seen.lock().unwrap_or_else(|p| p.into_inner());
+            if seen.0.elapsed() >= Duration::from_secs(1) {
+                seen.0 = Instant::now();
+                let stamp = file_stamp(path);
+                if stamp != seen.1 {
+                    seen.1 = stamp;
+                    match Htpasswd::load(path) {
+                        Ok(users) => {
+                            users.warm_up();
+                            *self.users.write().unwrap_or_else(|p| p.into_inner()) =
+                                std::sync::Arc::new(users);
+                            // Remembered passwords may belong to removed users.
+                            self.cache.lock().unwrap_or_else(|p| p.into_inner()).clear();
+                            tracing::info!(path = %path.display(), "reloaded users");
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot reload users; keeping the previous ones")
+                        }
+                    }
+                }
+            }
+        }
+        self.users.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Whether the built-in token endpoint is served.
@@ -204,7 +255,15 @@ impl Auth {
             Ok(i) => i,
             Err(Failure::Limited) => return Decision::RateLimited,
             Err(Failure::Invalid) => {
-                return Decision::Challenge(self.challenge(needs, host, https, true));
+                return Decision::Challenge(self.challenge(needs, host, https, None));
+            }
+            Err(Failure::BadToken) => {
+                return Decision::Challenge(self.challenge(
+                    needs,
+                    host,
+                    https,
+                    Some("invalid_token"),
+                ));
             }
         };
         let subject = match &identity {
@@ -219,12 +278,15 @@ impl Auth {
                     // Ask for credentials: the same answer whether or not
                     // the repository exists.
                     Identity::Anonymous => {
-                        Decision::Challenge(self.challenge(needs, host, https, false))
+                        Decision::Challenge(self.challenge(needs, host, https, None))
                     }
                     // A token without the scope: ask for one that has it.
-                    Identity::Token(_) => {
-                        Decision::Challenge(self.challenge(needs, host, https, true))
-                    }
+                    Identity::Token(_) => Decision::Challenge(self.challenge(
+                        needs,
+                        host,
+                        https,
+                        Some("insufficient_scope"),
+                    )),
                     _ => Decision::Deny,
                 };
             }
@@ -273,7 +335,7 @@ impl Auth {
             self.robots
                 .get(name, SystemTime::now())
                 .map(Identity::Robot)
-        } else if self.users.contains(sub) {
+        } else if self.users().contains(sub) {
             Some(Identity::User(sub.to_owned()))
         } else {
             None
@@ -335,7 +397,13 @@ impl Auth {
         }
     }
 
-    fn challenge(&self, needs: &[Need], host: Option<&str>, https: bool, error: bool) -> String {
+    fn challenge(
+        &self,
+        needs: &[Need],
+        host: Option<&str>,
+        https: bool,
+        error: Option<&str>,
+    ) -> String {
         match self.mode {
             Mode::Basic => "Basic realm=\"wharf\", charset=\"UTF-8\"".into(),
             Mode::Token => {
@@ -378,8 +446,8 @@ impl Auth {
                 if !scope.is_empty() {
                     c.push_str(&format!(",scope=\"{}\"", scope.join(" ")));
                 }
-                if error {
-                    c.push_str(",error=\"insufficient_scope\"");
+                if let Some(error) = error {
+                    c.push_str(&format!(",error=\"{error}\""));
                 }
                 c
             }
@@ -410,7 +478,7 @@ impl Auth {
         }
         if scheme.eq_ignore_ascii_case("bearer") && self.mode == Mode::Token {
             let Some(key) = &self.verify_key else {
-                return Err(Failure::Invalid);
+                return Err(Failure::BadToken);
             };
             return match key.verify(rest.trim(), &self.issuer, &self.service, SystemTime::now()) {
                 // A robot's tokens die with it (revocation is immediate).
@@ -419,14 +487,14 @@ impl Auth {
                         Ok(Identity::Token(c))
                     } else {
                         tracing::debug!(sub = %c.sub, "token of a revoked robot refused");
-                        Err(Failure::Invalid)
+                        Err(Failure::BadToken)
                     }
                 }
                 Ok(c) if c.kind.is_none() => Ok(Identity::Token(c)),
-                Ok(_) => Err(Failure::Invalid), // refresh tokens grant nothing here
+                Ok(_) => Err(Failure::BadToken), // refresh tokens grant nothing here
                 Err(e) => {
                     tracing::debug!(error = %e, "token refused");
-                    Err(Failure::Invalid)
+                    Err(Failure::BadToken)
                 }
             };
         }
@@ -449,13 +517,17 @@ impl Auth {
             self.robots
                 .authenticate(name, password, now)
                 .map(Identity::Robot)
-        } else if self.cached(user, password) {
-            Some(Identity::User(user.to_owned()))
-        } else if self.users.verify(user, password) {
-            self.remember(user, password);
-            Some(Identity::User(user.to_owned()))
         } else {
-            None
+            // Looked up first: a reload clears remembered passwords.
+            let users = self.users();
+            if self.cached(user, password) {
+                Some(Identity::User(user.to_owned()))
+            } else if users.verify(user, password) {
+                self.remember(user, password);
+                Some(Identity::User(user.to_owned()))
+            } else {
+                None
+            }
         };
         match identity {
             Some(i) => {
@@ -608,7 +680,7 @@ impl Auth {
                     match self.login(user, password, peer) {
                         Ok(i) => i,
                         Err(Failure::Limited) => return Err(limited()),
-                        Err(Failure::Invalid) => return Err(unauthorized()),
+                        Err(Failure::Invalid | Failure::BadToken) => return Err(unauthorized()),
                     }
                 }
                 Some("refresh_token") => {
@@ -624,7 +696,7 @@ impl Auth {
                 Ok(Identity::Token(_)) => return Err(unauthorized()),
                 Ok(i) => i,
                 Err(Failure::Limited) => return Err(limited()),
-                Err(Failure::Invalid) => return Err(unauthorized()),
+                Err(Failure::Invalid | Failure::BadToken) => return Err(unauthorized()),
             }
         };
         let mut access = Vec::new();
@@ -845,6 +917,61 @@ fn rfc3339(secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn users_file_changes_take_effect_without_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("htpasswd");
+        crate::htpasswd::set_password(&path, "alice", "a-pass", 4).unwrap();
+        crate::htpasswd::set_password(&path, "bob", "b-pass", 4).unwrap();
+        let auth = Auth::new(AuthConfig {
+            mode: Mode::Basic,
+            users: Htpasswd::load(&path).unwrap(),
+            users_file: Some(path.clone()),
+            groups: BTreeMap::new(),
+            rules: vec![RuleConfig {
+                repositories: vec!["**".into()],
+                subjects: vec!["authenticated".into()],
+                actions: vec![Action::Pull, Action::Push],
+            }],
+            robots: None,
+            service: "wharf".into(),
+            issuer: "wharf".into(),
+            realm: None,
+            token_ttl: Duration::from_secs(60),
+            refresh_ttl: Duration::from_secs(60),
+            signing_key: None,
+            trusted_key: None,
+            max_failures: 100,
+            failure_window: Duration::from_secs(60),
+        })
+        .unwrap();
+        let basic = |u: &str, p: &str| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+            )
+        };
+        let need = [Need::Base];
+        let ok = |u: &str, p: &str| {
+            matches!(
+                auth.authorize(Some(&basic(u, p)), None, &need, None, false),
+                Decision::Allow(_)
+            )
+        };
+        assert!(ok("alice", "a-pass"));
+        assert!(ok("bob", "b-pass"));
+        // Remove alice and change bob's password.
+        std::fs::remove_file(&path).unwrap();
+        crate::htpasswd::set_password(&path, "bob", "new-pass", 4).unwrap();
+        std::thread::sleep(Duration::from_millis(1100));
+        assert!(
+            !ok("alice", "a-pass"),
+            "a removed user is refused, even though her password was cached"
+        );
+        assert!(!ok("bob", "b-pass"));
+        assert!(ok("bob", "new-pass"));
+    }
 
     #[test]
     fn rfc3339_dates() {

@@ -27,8 +27,19 @@ pub(crate) fn robots_path(config: &Config) -> Option<PathBuf> {
     }
 }
 
-/// Builds the authenticator, or `None` when auth is off.
+/// Builds the authenticator, or `None` when auth is off. Generates the
+/// token signing key file when it is missing.
 pub(crate) fn build(config: &Config) -> Result<Option<Arc<Auth>>, String> {
+    build_with(config, true)
+}
+
+/// Validates the auth configuration as `serve` would, without writing
+/// anything (a missing signing key is not created).
+pub(crate) fn validate(config: &Config) -> Result<(), String> {
+    build_with(config, false).map(|_| ())
+}
+
+fn build_with(config: &Config, create_key: bool) -> Result<Option<Arc<Auth>>, String> {
     let a = &config.auth;
     let mode = match a.mode {
         AuthMode::None => return Ok(None),
@@ -48,13 +59,14 @@ pub(crate) fn build(config: &Config) -> Result<Option<Arc<Auth>>, String> {
         Some(VerifyKey::from_pem(&pem).map_err(|e| format!("auth.trusted_issuer_key: {e}"))?)
     };
     let signing_key = if mode == Mode::Token && trusted_key.is_none() {
-        Some(load_or_create_signing_key(config)?)
+        Some(load_or_create_signing_key(config, create_key)?)
     } else {
         None
     };
     let auth = Auth::new(AuthConfig {
         mode,
         users,
+        users_file: Some(a.htpasswd.clone()),
         groups: a.groups.clone(),
         rules: a.rules.clone(),
         robots: robots_path(config),
@@ -72,7 +84,7 @@ pub(crate) fn build(config: &Config) -> Result<Option<Arc<Auth>>, String> {
     Ok(Some(Arc::new(auth)))
 }
 
-fn load_or_create_signing_key(config: &Config) -> Result<SigningKey, String> {
+fn load_or_create_signing_key(config: &Config, create: bool) -> Result<SigningKey, String> {
     let path = if config.auth.signing_key.as_os_str().is_empty() {
         match data_file(config, "token-signing-key.pem") {
             Some(p) => p,
@@ -88,6 +100,9 @@ fn load_or_create_signing_key(config: &Config) -> Result<SigningKey, String> {
     };
     match std::fs::read_to_string(&path) {
         Ok(pem) => SigningKey::from_pem(&pem).map_err(|e| format!("{}: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !create => SigningKey::generate()
+            .map(|(k, _)| k)
+            .map_err(|e| e.to_string()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let (key, pem) = SigningKey::generate().map_err(|e| e.to_string())?;
             write_private(&path, pem.as_bytes())?;

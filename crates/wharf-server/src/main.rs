@@ -173,14 +173,15 @@ fn main() -> ExitCode {
         Command::Config {
             command: ConfigCommand::Check { file },
         } => Config::load(Some(&file), std::env::vars())
+            .map_err(|e| e.to_string())
+            .and_then(|c| auth::validate(&c).map(|()| c))
             .map(|c| {
                 eprintln!(
                     "{}: configuration is valid; effective configuration:",
                     file.display()
                 );
                 print!("{}", c.to_toml());
-            })
-            .map_err(|e| e.to_string()),
+            }),
         Command::Serve { common, listen } => common.load().and_then(|mut config| {
             if let Some(l) = listen {
                 config.server.listen = l;
@@ -252,8 +253,8 @@ fn open_store(config: &Config) -> Result<Store, String> {
     store_config.max_manifest_size = config.registry.max_manifest_size;
     // A blob checked by a push is marked as used well within the GC grace
     // period, however short it is configured.
-    store_config.link_touch_interval =
-        Duration::from_secs(config.gc.grace_secs / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    store_config.link_touch_interval = Duration::from_secs(config.gc.grace_secs / 4)
+        .clamp(Duration::from_secs(1), Duration::from_secs(60));
     let backend: Arc<dyn wharf_storage::Backend> = match config.storage.kind {
         StorageKind::Memory => Arc::new(MemoryBackend::new()),
         StorageKind::Fs => Arc::new(FsBackend::open(&config.storage.path).map_err(|e| {
