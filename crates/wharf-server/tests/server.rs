@@ -635,3 +635,53 @@ fn tls_http2_and_certificate_reload() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn malformed_framing_and_oversized_headers_are_refused() {
+    let w = Wharf::start(&[]);
+    let send = |raw: &[u8]| {
+        let mut s = TcpStream::connect(&w.addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        s.write_all(raw).expect("write");
+        let mut buf = [0u8; 64];
+        let n = s.read(&mut buf).unwrap_or(0);
+        String::from_utf8_lossy(&buf[..n]).to_string()
+    };
+    let mut big = b"GET /v2/ HTTP/1.1\r\nHost: x\r\nX-Big: ".to_vec();
+    big.extend(std::iter::repeat_n(b'a', 300_000));
+    big.extend_from_slice(b"\r\n\r\n");
+    assert!(send(&big).starts_with("HTTP/1.1 431"));
+    let many: String = (0..200).map(|i| format!("X-H{i}: v\r\n")).collect();
+    assert!(
+        send(format!("GET /v2/ HTTP/1.1\r\nHost: x\r\n{many}\r\n").as_bytes())
+            .starts_with("HTTP/1.1 431")
+    );
+    assert!(
+        send(b"POST /v2/a/blobs/uploads/ HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello")
+            .starts_with("HTTP/1.1 400")
+    );
+    // Content-Length with Transfer-Encoding: the body is framed by the
+    // transfer coding alone and the connection is closed after the
+    // response (RFC 9112 section 6.1), so nothing can be smuggled behind it.
+    let mut s = TcpStream::connect(&w.addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    s.write_all(b"GET /v2/ HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /v2/_catalog HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write");
+    let mut all = String::new();
+    let _ = s.read_to_string(&mut all);
+    assert!(
+        all.starts_with("HTTP/1.1 200") || all.starts_with("HTTP/1.1 400"),
+        "{all}"
+    );
+    assert_eq!(
+        all.matches("HTTP/1.1").count(),
+        1,
+        "the smuggled second request was not served: {all}"
+    );
+    // Nothing above created an upload or a repository.
+    let (status, body) = http(&w.addr, "GET", "/v2/_catalog", &[], b"");
+    assert_eq!(status, 200);
+    assert_eq!(body.trim(), r#"{"repositories":[]}"#);
+}
