@@ -212,6 +212,11 @@ impl Store {
     /// Uploads a whole blob in one request, verifying it against `digest`
     /// (and `declared_len`, the request's Content-Length, when given).
     /// Nothing becomes readable unless every byte arrived and matched.
+    ///
+    /// A blob whose declared length is at most
+    /// [`StoreConfig::small_blob_bytes`](crate::StoreConfig::small_blob_bytes)
+    /// is read into memory and stored with its link in one backend call;
+    /// larger ones are streamed through a staged write.
     pub async fn put_blob(
         &self,
         repo: &RepositoryName,
@@ -219,6 +224,12 @@ impl Store {
         body: Body,
         declared_len: Option<u64>,
     ) -> StoreResult<BlobInfo> {
+        if let Some(len) = declared_len
+            && len <= self.config.small_blob_bytes
+            && self.config.small_blob_bytes > 0
+        {
+            return self.put_small_blob(repo, digest, body, len).await;
+        }
         let digester = Digester::new(digest.algorithm());
         let (stream, hashed) = hashing(body, digester, declared_len);
         let size = match self.backend.blob_stat(digest).await {
@@ -255,6 +266,43 @@ impl Store {
         Ok(BlobInfo {
             digest: digest.clone(),
             size,
+        })
+    }
+
+    /// [`Store::put_blob`] of a body declared to be `len` (small) bytes:
+    /// reads it into memory (failing as soon as it overruns `len`),
+    /// verifies it, then stores the blob and its link in one step. A blob
+    /// that is stored already is verified but not written again (the
+    /// backend leaves an existing blob as it is).
+    async fn put_small_blob(
+        &self,
+        repo: &RepositoryName,
+        digest: &Digest,
+        body: Body,
+        len: u64,
+    ) -> StoreResult<BlobInfo> {
+        let (mut stream, hashed) = hashing(body, Digester::new(digest.algorithm()), Some(len));
+        let mut chunks: Vec<Bytes> = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            chunks.push(chunk?);
+        }
+        hashed.verify(digest, Some(len))?;
+        let data = match <[Bytes; 1]>::try_from(chunks) {
+            Ok([one]) => one,
+            Err(chunks) => {
+                let mut buf = bytes::BytesMut::with_capacity(usize::try_from(len).unwrap_or(0));
+                for c in chunks {
+                    buf.extend_from_slice(&c);
+                }
+                buf.freeze()
+            }
+        };
+        self.backend
+            .blob_put_with_meta(digest, data, Self::link_ops(repo, digest))
+            .await?;
+        Ok(BlobInfo {
+            digest: digest.clone(),
+            size: len,
         })
     }
 

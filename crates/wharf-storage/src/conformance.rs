@@ -110,6 +110,7 @@ macro_rules! conformance_tests {
     ($fixture:expr $(,)?) => {
         $crate::conformance_tests!(@cases ($fixture)
             backend_blobs
+            backend_blob_put_with_meta
             backend_staged_writes
             backend_metadata
             blobs
@@ -728,6 +729,157 @@ pub async fn backend_blobs(fixture: &impl Fixture) {
     bok(b.check().await, "check");
 }
 
+/// Backend level, `blob_put_with_meta`: once it returns, the blob is
+/// readable (with its size and a current modification time) and every
+/// record of the batch is present, the operations applied in order; for
+/// blobs of a few bytes, 300 kB, 1.5 MiB (the filesystem backend keeps the
+/// first two in its database, the last as a file) and none. Writing an
+/// existing blob this way leaves its bytes unchanged and still applies the
+/// records; an empty batch works; concurrent calls for one digest all
+/// succeed, and every blob is listed once.
+pub async fn backend_blob_put_with_meta(fixture: &impl Fixture) {
+    let b = fixture.open().await;
+    let get = |k: &str| {
+        let b = b.clone();
+        let k = key(k);
+        async move {
+            match b.meta_get(&k).await {
+                Ok(v) => Some(v.value),
+                Err(e) if e.is_not_found() => None,
+                Err(e) => panic!("meta_get {k}: {e}"),
+            }
+        }
+    };
+    let text = |s: &'static str| Bytes::from_static(s.as_bytes());
+    bok(
+        b.meta_apply(vec![
+            MetaOp::Put(key("pm/old"), text("old")),
+            MetaOp::Put(key("pm/keep"), text("kept")),
+        ])
+        .await,
+        "meta_apply",
+    );
+    let blobs = [
+        pattern(12, 40),
+        pattern(300_000, 41),
+        pattern(1_500_000, 42),
+        Bytes::new(),
+    ];
+    for (i, data) in blobs.iter().enumerate() {
+        let d = sha256(data);
+        let what = format!("blob_put_with_meta of {} bytes", data.len());
+        let before = SystemTime::now();
+        bok(
+            b.blob_put_with_meta(
+                &d,
+                data.clone(),
+                vec![
+                    MetaOp::Put(key(&format!("pm/{i}/a")), Bytes::from(d.to_string())),
+                    MetaOp::PutIfAbsent(key("pm/keep"), text("replaced")),
+                    MetaOp::Put(key(&format!("pm/{i}/gone")), text("x")),
+                    MetaOp::Delete(key(&format!("pm/{i}/gone"))),
+                    MetaOp::Delete(key("pm/old")),
+                ],
+            )
+            .await,
+            &what,
+        );
+        let after = SystemTime::now();
+        let meta = bok(b.blob_stat(&d).await, &what);
+        assert_eq!(meta.size, len_of(data), "{what}: blob_stat size");
+        assert_recent(meta.modified, before, after, &what);
+        let read = collect(bok(b.blob_read(&d, None).await, &what), &what).await;
+        assert!(read == *data, "{what}: the blob reads back");
+        assert_eq!(
+            get(&format!("pm/{i}/a")).await.as_deref(),
+            Some(d.to_string().as_bytes()),
+            "{what}: Put applied"
+        );
+        assert_eq!(
+            get("pm/keep").await.as_deref(),
+            Some(&b"kept"[..]),
+            "{what}: PutIfAbsent keeps an existing record"
+        );
+        assert_eq!(
+            get(&format!("pm/{i}/gone")).await,
+            None,
+            "{what}: Put then Delete, in order"
+        );
+        assert_eq!(get("pm/old").await, None, "{what}: Delete applied");
+    }
+
+    // An existing blob: its bytes stay, the records are applied.
+    let d1 = sha256(&blobs[1]);
+    bok(
+        b.blob_put_with_meta(
+            &d1,
+            text("other bytes"),
+            vec![MetaOp::Put(key("pm/again"), text("yes"))],
+        )
+        .await,
+        "blob_put_with_meta of an existing blob",
+    );
+    let read = collect(bok(b.blob_read(&d1, None).await, "read"), "read").await;
+    assert!(read == blobs[1], "an existing blob must not change");
+    assert_eq!(
+        get("pm/again").await.as_deref(),
+        Some(&b"yes"[..]),
+        "records of a batch whose blob existed"
+    );
+
+    // No records.
+    let lone = pattern(1000, 43);
+    let d_lone = sha256(&lone);
+    bok(
+        b.blob_put_with_meta(&d_lone, lone.clone(), Vec::new())
+            .await,
+        "blob_put_with_meta without records",
+    );
+    let read = collect(bok(b.blob_read(&d_lone, None).await, "read"), "read").await;
+    assert!(read == lone, "blob without records reads back");
+
+    // Concurrent calls for one digest.
+    let shared = pattern(50_000, 44);
+    let d_shared = sha256(&shared);
+    let calls = (0..8).map(|i| {
+        let b = b.clone();
+        let data = shared.clone();
+        let d = d_shared.clone();
+        async move {
+            b.blob_put_with_meta(
+                &d,
+                data,
+                vec![MetaOp::Put(key(&format!("pm/c/{i}")), Bytes::new())],
+            )
+            .await
+        }
+    });
+    for r in futures::future::join_all(calls).await {
+        bok(r, "concurrent blob_put_with_meta");
+    }
+    let read = collect(bok(b.blob_read(&d_shared, None).await, "read"), "read").await;
+    assert!(read == shared, "concurrently written blob reads back");
+    for i in 0..8 {
+        assert!(
+            get(&format!("pm/c/{i}")).await.is_some(),
+            "record of concurrent call {i}"
+        );
+    }
+
+    let mut expected: Vec<Digest> = blobs
+        .iter()
+        .chain([&lone, &shared])
+        .map(|data| sha256(data))
+        .collect();
+    expected.sort();
+    let listed = bok(b.blob_list(None, 100).await, "blob_list");
+    assert_eq!(
+        listed.into_iter().map(|m| m.digest).collect::<Vec<_>>(),
+        expected,
+        "blob_list lists every blob once"
+    );
+}
+
 /// Backend level, staged writes: appending at the staged length (across
 /// calls and in several chunks), `OffsetMismatch` when the offset is past
 /// the staged length (also for a new stage, which holds 0 bytes), rewinding
@@ -1283,7 +1435,28 @@ pub async fn blobs(fixture: &impl Fixture) {
         }) => {}
         e => panic!("put_blob shorter than declared: expected Verify(SizeMismatch), got {e:?}"),
     }
-    for bad in [&claimed, &sha256(&other), &d3] {
+    // The same above `StoreConfig::small_blob_bytes`, where the body is
+    // streamed instead of read into memory.
+    let large = pattern(1_300_000, 5);
+    let d_large = sha256(&large);
+    let large_len = len_of(&large);
+    for (declared, what) in [
+        (large_len - 1, "large put_blob longer than declared"),
+        (large_len + 1, "large put_blob shorter than declared"),
+    ] {
+        match err(
+            store
+                .put_blob(&a, &d_large, chunked(&large, 4), Some(declared))
+                .await,
+            what,
+        ) {
+            StoreError::Verify(VerifyError::SizeMismatch { expected, .. }) => {
+                assert_eq!(expected, declared, "{what}");
+            }
+            e => panic!("{what}: expected Verify(SizeMismatch), got {e:?}"),
+        }
+    }
+    for bad in [&claimed, &sha256(&other), &d3, &d_large] {
         assert_blob_unknown(store.stat_blob(&a, bad).await, bad, "a rejected blob");
         assert_eq!(
             ok(store.blob_stored(bad).await, "blob_stored"),

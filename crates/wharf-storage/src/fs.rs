@@ -1,21 +1,38 @@
-//! The filesystem backend (feature `fs`): blobs and staged writes as files,
-//! metadata records in an embedded [redb](https://docs.rs/redb) database.
+//! The filesystem backend (feature `fs`): large blobs and staged writes as
+//! files, metadata records and small blobs in an embedded
+//! [redb](https://docs.rs/redb) database.
 //!
 //! Layout under the root directory:
 //!
 //! ```text
-//! blobs/<algorithm>/<first two hex chars>/<hex>   one file per blob
+//! blobs/<algorithm>/<first two hex chars>/<hex>   one file per large blob
 //! stage/<upload-id>                               one file per staged write
 //! tmp/                                            temp files; emptied on open
-//! meta.redb                                       all metadata records
+//! meta.redb                                       metadata records, small blobs
 //! ```
 //!
 //! Durability: every file that becomes visible under a final name was
 //! written to a temp name (or the stage), `fdatasync`ed and then renamed,
 //! and the directories involved were `fsync`ed before the call returns.
-//! Metadata writes are committed with [`redb::Durability::Immediate`]; the
+//! Database writes are committed with [`redb::Durability::Immediate`]; the
 //! batches of concurrent callers are grouped into one transaction (one
 //! fsync) by a single writer thread.
+//!
+//! Small blobs (up to [`FsOptions::inline_threshold`], 1 MiB by default) are
+//! kept *inline*, in the database: a put is one batch for the writer thread,
+//! so it costs one share of a group commit instead of a file write, an
+//! `fdatasync`, a rename and directory fsyncs, and
+//! [`Backend::blob_put_with_meta`] commits the blob together with its
+//! records (repository link, manifest revision, tag) atomically. Staged
+//! writes that commit to a small blob are moved inline too. Every blob method
+//! looks in both places; a digest found in both (possible only after a
+//! crash or a change of the threshold) is one blob. Inline blobs are cut into
+//! pieces that each fill one database page of 4 KiB to 1 MiB exactly (redb
+//! gives a leaf holding one large value a whole power-of-two page, so a
+//! 1 MiB value would take, and write, 2 MiB), plus a tail of less than 4 KiB
+//! kept apart, where it shares pages with other small records; their sizes
+//! and times sit in a small index table, so listing and `blob_stat` never
+//! touch the content.
 //!
 //! Staged writes: the input stream is polled on the async side (where the
 //! caller hashes it) and handed to one writer thread per call through a
@@ -26,9 +43,10 @@
 //! newer operation on its stage stops before its next write.
 //!
 //! Deletions (`blob_delete`, `stage_abort`) are not fsynced: a crash right
-//! after one may bring the file back, which is harmless (a blob is complete
-//! and content addressed, and garbage collection or upload expiry removes
-//! it again).
+//! after one may bring the file (or the inline blob: its removal is
+//! committed without waiting for the disk, and made durable by the next
+//! commit) back, which is harmless (a blob is complete and content
+//! addressed, and garbage collection or upload expiry removes it again).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -63,6 +81,29 @@ const META_FILE: &str = "meta.redb";
 const META_CACHE_BYTES: usize = 128 << 20;
 /// Most caller batches folded into one metadata transaction.
 const MAX_GROUP_BATCHES: usize = 1024;
+/// Most bytes (inline blob content and record values) folded into one
+/// transaction; a larger batch still goes, alone.
+const MAX_GROUP_BYTES: usize = 64 << 20;
+
+/// The index of inline blobs: digest text -> 8-byte little-endian commit
+/// time (unix milliseconds) and 8-byte little-endian size.
+const BLOB_TABLE: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("blobs");
+/// The page-sized pieces of inline blobs, in order: digest text followed by
+/// the 4-byte big-endian piece number -> the piece.
+const PIECE_TABLE: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("blob_pieces");
+/// The last bytes of inline blobs (shorter than the smallest piece):
+/// digest text -> bytes. Absent when the pieces hold everything.
+const TAIL_TABLE: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("blob_tails");
+/// redb's page size.
+const DB_PAGE: usize = 4096;
+/// Pieces fill pages of `DB_PAGE << order` bytes for `order` up to this
+/// (1 MiB pages): few, large pieces are written with few, contiguous
+/// writes, which the commit's fsync finishes sooner than many small ones.
+const PIECE_MAX_ORDER: u32 = 8;
+/// Room left in a piece's page for the leaf header and the key (at most
+/// 152 bytes for a sha512 digest), so that a piece never needs the next,
+/// twice as large, page.
+const PIECE_HEADROOM: usize = 256;
 
 /// Staged writes are written to disk in units of about this size.
 const WRITE_CHUNK: usize = 1 << 20;
@@ -86,8 +127,57 @@ const READ_CHUNK: usize = 1 << 20;
 /// Chunks a blob reader may have queued ahead of the consumer.
 const READ_QUEUE: usize = 2;
 
-/// Stores blobs and staged writes as files under a root directory, and
-/// metadata records in an embedded redb database (`meta.redb`) there.
+/// Settings of an [`FsBackend`], for [`FsBackend::open_with`].
+///
+/// ```no_run
+/// use wharf_storage::{FsBackend, FsOptions};
+/// let backend = FsBackend::open_with(
+///     "/var/lib/wharf",
+///     FsOptions::default().with_inline_threshold(256 << 10),
+/// )?;
+/// # let _ = backend;
+/// # Ok::<(), wharf_storage::BackendError>(())
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct FsOptions {
+    /// Blobs of at most this many bytes are stored inline, in the metadata
+    /// database, instead of as files: a put is then one share of a group
+    /// commit (one fsync for all concurrent writers) instead of a file
+    /// write, an `fdatasync`, a rename and directory fsyncs, and a blob put
+    /// with its metadata records is one atomic transaction. Inline blobs
+    /// are read whole into memory, so this also bounds the memory a read
+    /// or write of one takes. 0 stores every blob as a file; values above
+    /// [`FsOptions::MAX_INLINE_THRESHOLD`] are lowered to it. Changing it
+    /// between runs is safe: every blob is found wherever it was stored.
+    pub inline_threshold: u64,
+}
+
+impl FsOptions {
+    /// The default [`FsOptions::inline_threshold`]: 1 MiB.
+    pub const DEFAULT_INLINE_THRESHOLD: u64 = 1 << 20;
+    /// The largest [`FsOptions::inline_threshold`]: 16 MiB.
+    pub const MAX_INLINE_THRESHOLD: u64 = 16 << 20;
+
+    /// Sets [`FsOptions::inline_threshold`].
+    #[must_use]
+    pub fn with_inline_threshold(mut self, bytes: u64) -> Self {
+        self.inline_threshold = bytes;
+        self
+    }
+}
+
+impl Default for FsOptions {
+    fn default() -> Self {
+        FsOptions {
+            inline_threshold: Self::DEFAULT_INLINE_THRESHOLD,
+        }
+    }
+}
+
+/// Stores large blobs and staged writes as files under a root directory,
+/// and metadata records and small blobs in an embedded redb database
+/// (`meta.redb`) there (see [`FsOptions::inline_threshold`]).
 ///
 /// Only one `FsBackend` (in any process) may have a root open at a time;
 /// [`FsBackend::open`] fails with a clear error otherwise. Cloning gives
@@ -114,8 +204,8 @@ pub struct FsBackend {
 /// and closes the database.
 struct Inner {
     shared: Arc<Shared>,
-    meta_tx: Option<mpsc::Sender<MetaRequest>>,
-    meta_thread: Option<JoinHandle<()>>,
+    writer: Option<mpsc::Sender<WriteRequest>>,
+    writer_thread: Option<JoinHandle<()>>,
 }
 
 /// What blocking work needs. Work whose caller went away may still hold
@@ -129,6 +219,8 @@ struct Shared {
     db: Arc<MetaDb>,
     stages: Arc<StageLocks>,
     tmp_seq: AtomicU64,
+    /// Blobs up to this size are stored inline; 0 for none.
+    inline_threshold: u64,
 }
 
 impl fmt::Debug for FsBackend {
@@ -144,8 +236,8 @@ impl Drop for Inner {
         // Closing the channel stops the writer after the batches it holds;
         // waiting for it releases the database (and its lock) before the
         // last handle is gone, so the root can be reopened right away.
-        drop(self.meta_tx.take());
-        if let Some(thread) = self.meta_thread.take()
+        drop(self.writer.take());
+        if let Some(thread) = self.writer_thread.take()
             && thread.join().is_err()
         {
             tracing::error!(root = %self.shared.root.display(), "metadata writer thread panicked");
@@ -157,13 +249,23 @@ impl Drop for Inner {
 }
 
 impl FsBackend {
-    /// Opens (creating if needed) a data directory.
+    /// Opens (creating if needed) a data directory, with default
+    /// [`FsOptions`].
     ///
     /// Creates the layout, opens the metadata database (which takes an
     /// exclusive lock on it: a directory in use by another `FsBackend`, in
     /// this or another process, is an error), and empties `tmp/` of what an
     /// interrupted run left there.
     pub fn open(root: impl AsRef<Path>) -> Result<FsBackend, BackendError> {
+        Self::open_with(root, FsOptions::default())
+    }
+
+    /// Opens (creating if needed) a data directory, like [`FsBackend::open`],
+    /// with explicit settings.
+    pub fn open_with(
+        root: impl AsRef<Path>,
+        options: FsOptions,
+    ) -> Result<FsBackend, BackendError> {
         let root = root.as_ref().to_path_buf();
         if !root.is_dir() {
             fs::create_dir_all(&root)
@@ -198,11 +300,11 @@ impl FsBackend {
                 closed: false,
             }),
         });
-        let (meta_tx, meta_rx) = mpsc::channel();
+        let (writer, requests) = mpsc::channel();
         let writer_db = db.clone();
-        let meta_thread = std::thread::Builder::new()
+        let writer_thread = std::thread::Builder::new()
             .name("wharf-fs-meta".into())
-            .spawn(move || meta_writer(&writer_db, &meta_rx))
+            .spawn(move || db_writer(&writer_db, &requests))
             .map_err(|e| BackendError::io("start the metadata writer thread", e))?;
         Ok(FsBackend {
             inner: Arc::new(Inner {
@@ -214,9 +316,12 @@ impl FsBackend {
                     db,
                     stages: Arc::new(StageLocks::default()),
                     tmp_seq: AtomicU64::new(0),
+                    inline_threshold: options
+                        .inline_threshold
+                        .min(FsOptions::MAX_INLINE_THRESHOLD),
                 }),
-                meta_tx: Some(meta_tx),
-                meta_thread: Some(meta_thread),
+                writer: Some(writer),
+                writer_thread: Some(writer_thread),
             }),
         })
     }
@@ -224,6 +329,19 @@ impl FsBackend {
     /// The data directory.
     pub fn root(&self) -> &Path {
         &self.inner.shared.root
+    }
+
+    /// The writer thread's queue.
+    fn writer(&self) -> BackendResult<&mpsc::Sender<WriteRequest>> {
+        self.inner.writer.as_ref().ok_or_else(writer_stopped)
+    }
+
+    /// Commits a batch through the writer thread (grouped with the batches
+    /// of concurrent callers) and waits until it is durable.
+    async fn write(&self, batch: Batch) -> BackendResult<()> {
+        submit(self.writer()?, batch)?
+            .await
+            .map_err(|_| writer_stopped())?
     }
 }
 
@@ -241,6 +359,11 @@ impl Shared {
 
     fn stage_path(&self, id: &UploadId) -> PathBuf {
         self.stage.join(id.as_str())
+    }
+
+    /// Whether a blob of `len` bytes is stored inline.
+    fn inlines(&self, len: u64) -> bool {
+        self.inline_threshold > 0 && len <= self.inline_threshold
     }
 
     fn tmp_path(&self, kind: &str) -> PathBuf {
@@ -397,6 +520,14 @@ fn closed() -> BackendError {
     BackendError::Other(Box::new(Stopped("the backend was closed")))
 }
 
+fn writer_stopped() -> BackendError {
+    BackendError::Other(Box::new(Stopped("metadata writer thread stopped")))
+}
+
+fn corrupt(key: &str) -> BackendError {
+    BackendError::Other(Box::new(CorruptRecord(key.to_owned())))
+}
+
 /// An internal thread went away.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -435,9 +566,12 @@ fn open_database(path: &Path, root: &Path) -> BackendResult<Database> {
         e => db_error("open", e),
     })?;
     let txn = db.begin_write().map_err(|e| db_error("open", e))?;
-    txn.open_table(META_TABLE)
-        .map_err(|e| db_error("create the table", e))?;
-    txn.commit().map_err(|e| db_error("create the table", e))?;
+    let create = |e| db_error("create the tables", e);
+    txn.open_table(META_TABLE).map_err(create)?;
+    txn.open_table(BLOB_TABLE).map_err(create)?;
+    txn.open_table(PIECE_TABLE).map_err(create)?;
+    txn.open_table(TAIL_TABLE).map_err(create)?;
+    txn.commit().map_err(|e| db_error("create the tables", e))?;
     Ok(db)
 }
 
@@ -541,15 +675,141 @@ fn decode_record(key: &str, record: Vec<u8>) -> BackendResult<(SystemTime, Bytes
     Ok((modified, Bytes::from(record).slice(8..)))
 }
 
-/// Applies a group of batches in one durable transaction.
-fn apply_group(db: &Database, batches: &[&[MetaOp]]) -> Result<(), redb::Error> {
+/// One caller's write, committed in one transaction: an inline blob change
+/// first, then the metadata operations in order.
+struct Batch {
+    blob: Option<BlobChange>,
+    ops: Vec<MetaOp>,
+}
+
+/// A change to the inline blobs.
+enum BlobChange {
+    /// Stores a blob inline, unless it is stored already (inline, or as
+    /// the file `file`): an existing blob is left as it is.
+    Put {
+        key: String,
+        data: Bytes,
+        file: PathBuf,
+    },
+    /// Removes an inline blob (absent is fine).
+    Delete { key: String },
+}
+
+impl Batch {
+    fn meta(ops: Vec<MetaOp>) -> Batch {
+        Batch { blob: None, ops }
+    }
+
+    /// Bytes the batch adds to a transaction (roughly).
+    fn bytes(&self) -> usize {
+        let blob = match &self.blob {
+            Some(BlobChange::Put { data, .. }) => data.len(),
+            _ => 0,
+        };
+        self.ops.iter().fold(blob, |n, op| {
+            n.saturating_add(match op {
+                MetaOp::Put(k, v) | MetaOp::PutIfAbsent(k, v) => k.as_str().len() + v.len(),
+                MetaOp::Delete(k) => k.as_str().len(),
+            })
+        })
+    }
+
+    /// Whether the caller waits for durability. Only the removal of an
+    /// inline blob, on its own, does not (like the removal of a blob file,
+    /// it is not fsynced; the next durable commit persists it).
+    fn durable(&self) -> bool {
+        !(self.ops.is_empty() && matches!(self.blob, Some(BlobChange::Delete { .. })))
+    }
+}
+
+/// Tests: metadata keys whose write fails inside the transaction, to check
+/// that a batch is all or nothing.
+#[cfg(test)]
+static FAIL_ON_KEYS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// The inline blob tables, open in a write transaction.
+struct BlobTables<'txn> {
+    index: redb::Table<'txn, &'static str, &'static [u8]>,
+    pieces: redb::Table<'txn, &'static [u8], &'static [u8]>,
+    tails: redb::Table<'txn, &'static str, &'static [u8]>,
+}
+
+impl BlobTables<'_> {
+    fn apply(&mut self, change: &BlobChange, now: u64) -> Result<(), redb::Error> {
+        match change {
+            BlobChange::Put { key, data, file } => {
+                // Stat the file only when needed; an error there is taken
+                // as "absent" (storing a blob twice is harmless).
+                if self.index.get(key.as_str())?.is_some() || matches!(file.try_exists(), Ok(true))
+                {
+                    return Ok(());
+                }
+                self.index.insert(
+                    key.as_str(),
+                    encode_blob_index(now, data.len() as u64).as_slice(),
+                )?;
+                let mut at = 0;
+                for (number, size) in (0u32..).zip(piece_sizes(data.len())) {
+                    let piece = data.get(at..at + size).unwrap_or_default();
+                    self.pieces
+                        .insert(piece_key(key, number).as_slice(), piece)?;
+                    at += size;
+                }
+                let tail = data.get(at..).unwrap_or_default();
+                if !tail.is_empty() {
+                    self.tails.insert(key.as_str(), tail)?;
+                }
+            }
+            BlobChange::Delete { key } => {
+                self.index.remove(key.as_str())?;
+                let (first, last) = (piece_key(key, 0), piece_key(key, u32::MAX));
+                self.pieces
+                    .retain_in(first.as_slice()..=last.as_slice(), |_, _| false)?;
+                self.tails.remove(key.as_str())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Applies a group of batches in one transaction, durable unless no batch
+/// needs it.
+fn apply_group(db: &Database, batches: &[&Batch]) -> Result<(), redb::Error> {
     let mut txn = db.begin_write()?;
-    txn.set_durability(Durability::Immediate)?;
+    let durable = batches.iter().any(|b| b.durable());
+    txn.set_durability(if durable {
+        Durability::Immediate
+    } else {
+        Durability::None
+    })?;
     {
         let mut table = txn.open_table(META_TABLE)?;
+        let mut blobs = if batches.iter().any(|b| b.blob.is_some()) {
+            Some(BlobTables {
+                index: txn.open_table(BLOB_TABLE)?,
+                pieces: txn.open_table(PIECE_TABLE)?,
+                tails: txn.open_table(TAIL_TABLE)?,
+            })
+        } else {
+            None
+        };
         let now = unix_millis(SystemTime::now());
-        for ops in batches {
-            for op in ops.iter() {
+        for batch in batches {
+            if let (Some(change), Some(blobs)) = (&batch.blob, blobs.as_mut()) {
+                blobs.apply(change, now)?;
+            }
+            for op in &batch.ops {
+                #[cfg(test)]
+                {
+                    let (MetaOp::Put(key, _) | MetaOp::PutIfAbsent(key, _) | MetaOp::Delete(key)) =
+                        op;
+                    let fail = FAIL_ON_KEYS.lock().unwrap_or_else(|p| p.into_inner());
+                    if fail.iter().any(|k| k == key.as_str()) {
+                        return Err(redb::Error::Corrupted(format!(
+                            "injected failure writing {key}"
+                        )));
+                    }
+                }
                 match op {
                     MetaOp::Put(key, value) => {
                         table.insert(key.as_str(), encode_record(now, value).as_slice())?;
@@ -571,46 +831,301 @@ fn apply_group(db: &Database, batches: &[&[MetaOp]]) -> Result<(), redb::Error> 
 }
 
 /// One caller's batch, waiting for the writer thread.
-struct MetaRequest {
-    ops: Vec<MetaOp>,
+struct WriteRequest {
+    batch: Batch,
     reply: oneshot::Sender<BackendResult<()>>,
 }
 
-/// The metadata writer: owns all write transactions. Takes every batch
-/// that is waiting, applies them in arrival order in one transaction,
-/// commits (one fsync) and answers them all.
-fn meta_writer(db: &MetaDb, rx: &mpsc::Receiver<MetaRequest>) {
-    while let Ok(first) = rx.recv() {
+/// Queues a batch for the writer thread; the answer comes when it is
+/// committed.
+fn submit(
+    writer: &mpsc::Sender<WriteRequest>,
+    batch: Batch,
+) -> BackendResult<oneshot::Receiver<BackendResult<()>>> {
+    let (reply, answer) = oneshot::channel();
+    writer
+        .send(WriteRequest { batch, reply })
+        .map_err(|_| writer_stopped())?;
+    Ok(answer)
+}
+
+/// The database writer: owns all write transactions. Takes every batch
+/// that is waiting (up to a count and a size), applies them in arrival
+/// order in one transaction, commits (one fsync) and answers them all.
+fn db_writer(db: &MetaDb, rx: &mpsc::Receiver<WriteRequest>) {
+    let mut held: Option<WriteRequest> = None;
+    loop {
+        let first = match held.take() {
+            Some(request) => request,
+            None => match rx.recv() {
+                Ok(request) => request,
+                Err(_) => break,
+            },
+        };
+        let mut bytes = first.batch.bytes();
         let mut group = vec![first];
         while group.len() < MAX_GROUP_BATCHES {
-            match rx.try_recv() {
-                Ok(request) => group.push(request),
-                Err(_) => break,
+            let Ok(request) = rx.try_recv() else { break };
+            let more = request.batch.bytes();
+            if bytes.saturating_add(more) > MAX_GROUP_BYTES {
+                // It starts the next group.
+                held = Some(request);
+                break;
+            }
+            bytes += more;
+            group.push(request);
+        }
+        commit_group(db, group);
+    }
+}
+
+fn commit_group(db: &MetaDb, mut group: Vec<WriteRequest>) {
+    let batches: Vec<&Batch> = group.iter().map(|r| &r.batch).collect();
+    match db.with_db("write", |db| apply_group(db, &batches)) {
+        Ok(()) => {
+            for request in group {
+                let _ = request.reply.send(Ok(()));
             }
         }
-        let batches: Vec<&[MetaOp]> = group.iter().map(|r| r.ops.as_slice()).collect();
-        match db.with_db("write", |db| apply_group(db, &batches)) {
-            Ok(()) => {
-                for request in group {
-                    let _ = request.reply.send(Ok(()));
-                }
+        Err(e) if group.len() == 1 => {
+            if let Some(request) = group.pop() {
+                let _ = request.reply.send(Err(e));
             }
-            Err(e) if group.len() == 1 => {
-                if let Some(request) = group.pop() {
-                    let _ = request.reply.send(Err(e));
-                }
-            }
-            Err(e) => {
-                // Keep one failing batch from failing the others: apply
-                // each on its own.
-                tracing::warn!(error = %e, batches = group.len(), "grouped metadata commit failed; retrying batch by batch");
-                for request in group {
-                    let result = db.with_db("write", |db| apply_group(db, &[&request.ops]));
-                    let _ = request.reply.send(result);
-                }
+        }
+        Err(e) => {
+            // Keep one failing batch from failing the others: apply each on
+            // its own.
+            tracing::warn!(error = %e, batches = group.len(), "grouped metadata commit failed; retrying batch by batch");
+            for request in group {
+                let result = db.with_db("write", |db| apply_group(db, &[&request.batch]));
+                let _ = request.reply.send(result);
             }
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// Inline blobs
+
+/// The sizes of the pieces a blob of `len` bytes is stored in: pieces that
+/// fill 1 MiB pages while they can, then pieces filling smaller pages (512
+/// KiB down to 4 KiB), largest first. What is left (less than a 4 KiB
+/// page's worth) is the tail.
+fn piece_sizes(len: usize) -> impl Iterator<Item = usize> {
+    let mut rest = len;
+    let mut order = PIECE_MAX_ORDER;
+    std::iter::from_fn(move || {
+        loop {
+            let size = (DB_PAGE << order) - PIECE_HEADROOM;
+            if rest >= size {
+                rest -= size;
+                return Some(size);
+            }
+            if order == 0 {
+                return None;
+            }
+            order -= 1;
+        }
+    })
+}
+
+/// The key of a blob's piece: digest text, then the big-endian number, so
+/// that a blob's pieces are adjacent and in order (digests of one algorithm
+/// have one length, so no digest's keys fall between another's).
+fn piece_key(digest: &str, number: u32) -> Vec<u8> {
+    let mut key = Vec::with_capacity(digest.len() + 4);
+    key.extend_from_slice(digest.as_bytes());
+    key.extend_from_slice(&number.to_be_bytes());
+    key
+}
+
+fn encode_blob_index(modified_ms: u64, size: u64) -> [u8; 16] {
+    let mut record = [0u8; 16];
+    record[..8].copy_from_slice(&modified_ms.to_le_bytes());
+    record[8..].copy_from_slice(&size.to_le_bytes());
+    record
+}
+
+/// The commit time and size in an inline blob's index record.
+fn decode_blob_index(record: &[u8]) -> Option<(SystemTime, u64)> {
+    let (time, size) = record.split_first_chunk::<8>()?;
+    let size: &[u8; 8] = size.try_into().ok()?;
+    Some((
+        UNIX_EPOCH + Duration::from_millis(u64::from_le_bytes(*time)),
+        u64::from_le_bytes(*size),
+    ))
+}
+
+/// Reads bytes `range` (default: all) of an inline blob in one read
+/// transaction: `None` when the blob is not inline; the inner error for a
+/// range outside the blob or missing pieces.
+fn read_inline(
+    db: &Database,
+    key: &str,
+    range: Option<Range<u64>>,
+) -> Result<Option<BackendResult<Bytes>>, redb::Error> {
+    let txn = db.begin_read()?;
+    let index = txn.open_table(BLOB_TABLE)?;
+    let Some(record) = index.get(key)? else {
+        return Ok(None);
+    };
+    let Some((_, size)) = decode_blob_index(record.value()) else {
+        return Ok(Some(Err(corrupt(key))));
+    };
+    let r = range.unwrap_or(0..size);
+    if r.start > r.end || r.end > size {
+        return Ok(Some(Err(BackendError::NotSupported(
+            "range outside the blob",
+        ))));
+    }
+    let want = r.end - r.start;
+    let mut out = Vec::with_capacity(usize::try_from(want).unwrap_or(0));
+    // Copies the part of a piece at `pos` that falls in the range.
+    let mut take = |piece: &[u8], pos: u64| {
+        let end = pos + piece.len() as u64;
+        let (from, to) = (r.start.max(pos), r.end.min(end));
+        if from < to
+            && let Some(part) = piece.get((from - pos) as usize..(to - pos) as usize)
+        {
+            out.extend_from_slice(part);
+        }
+        end
+    };
+    let mut pos = 0;
+    if want > 0 {
+        let pieces = txn.open_table(PIECE_TABLE)?;
+        let (first, last) = (piece_key(key, 0), piece_key(key, u32::MAX));
+        for item in pieces.range::<&[u8]>(first.as_slice()..=last.as_slice())? {
+            if pos >= r.end {
+                break;
+            }
+            let (_, piece) = item?;
+            pos = take(piece.value(), pos);
+        }
+        if pos < r.end {
+            let tails = txn.open_table(TAIL_TABLE)?;
+            if let Some(tail) = tails.get(key)? {
+                take(tail.value(), pos);
+            }
+        }
+    }
+    if out.len() as u64 != want {
+        return Ok(Some(Err(corrupt(key))));
+    }
+    Ok(Some(Ok(Bytes::from(out))))
+}
+
+impl Shared {
+    /// Size and commit time of an inline blob, or `None`.
+    fn inline_meta(&self, digest: &Digest) -> BackendResult<Option<BlobMeta>> {
+        let key = digest.as_str();
+        let record = self.db.with_db("read", |db| {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(BLOB_TABLE)?;
+            Ok(table.get(key)?.map(|v| v.value().to_vec()))
+        })?;
+        let Some(record) = record else {
+            return Ok(None);
+        };
+        let (modified, size) = decode_blob_index(&record).ok_or_else(|| corrupt(key))?;
+        Ok(Some(BlobMeta {
+            digest: digest.clone(),
+            size,
+            modified,
+        }))
+    }
+
+    /// Reads an inline blob, or `None` when it is not inline.
+    fn read_inline(
+        &self,
+        digest: &Digest,
+        range: Option<Range<u64>>,
+    ) -> BackendResult<Option<Bytes>> {
+        let key = digest.as_str();
+        match self
+            .db
+            .with_db("read", |db| read_inline(db, key, range.clone()))?
+        {
+            None => Ok(None),
+            Some(result) => result.map(Some),
+        }
+    }
+
+    /// Inline blobs in digest order after `start_after`, at most `limit`.
+    fn list_inline(
+        &self,
+        start_after: Option<&Digest>,
+        limit: usize,
+    ) -> BackendResult<Vec<BlobMeta>> {
+        let rows = self.db.with_db("list", |db| {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(BLOB_TABLE)?;
+            let start = match start_after {
+                Some(after) => Bound::Excluded(after.as_str()),
+                None => Bound::Unbounded,
+            };
+            let mut rows = Vec::new();
+            for item in table.range::<&str>((start, Bound::Unbounded))? {
+                if rows.len() >= limit {
+                    break;
+                }
+                let (key, record) = item?;
+                // Keys are written from digests; anything else is skipped.
+                if let Ok(digest) = Digest::parse(key.value()) {
+                    rows.push((digest, record.value().to_vec()));
+                }
+            }
+            Ok(rows)
+        })?;
+        rows.into_iter()
+            .map(|(digest, record)| {
+                let (modified, size) =
+                    decode_blob_index(&record).ok_or_else(|| corrupt(digest.as_str()))?;
+                Ok(BlobMeta {
+                    digest,
+                    size,
+                    modified,
+                })
+            })
+            .collect()
+    }
+
+    /// Whether a blob is stored (inline or as a file).
+    fn blob_exists(&self, digest: &Digest) -> BackendResult<bool> {
+        if self.inline_meta(digest)?.is_some() {
+            return Ok(true);
+        }
+        let blob = self.blob_path(digest);
+        blob.try_exists()
+            .map_err(|e| BackendError::io(format!("stat {}", blob.display()), e))
+    }
+}
+
+/// Merges two digest-ordered listings into the first `limit` distinct
+/// digests; a digest in both is listed once, as in `first`.
+fn merge_listings(first: Vec<BlobMeta>, second: Vec<BlobMeta>, limit: usize) -> Vec<BlobMeta> {
+    let mut out = Vec::with_capacity(limit.min(first.len() + second.len()));
+    let mut a = first.into_iter().peekable();
+    let mut b = second.into_iter().peekable();
+    while out.len() < limit {
+        let next = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) => match x.digest.cmp(&y.digest) {
+                std::cmp::Ordering::Less => a.next(),
+                std::cmp::Ordering::Greater => b.next(),
+                std::cmp::Ordering::Equal => {
+                    b.next();
+                    a.next()
+                }
+            },
+            (Some(_), None) => a.next(),
+            (None, _) => b.next(),
+        };
+        match next {
+            Some(meta) => out.push(meta),
+            None => break,
+        }
+    }
+    out
 }
 
 // ---------------------------------------------------------------------------
@@ -940,7 +1455,15 @@ fn open_stage_for_append(
 }
 
 impl Shared {
-    fn commit_stage(&self, id: UploadId, len: u64, digest: &Digest) -> BackendResult<()> {
+    /// Commits a stage; one of `len` bytes or fewer goes inline, through
+    /// `writer`, while the stage is still claimed.
+    fn commit_stage(
+        &self,
+        id: UploadId,
+        len: u64,
+        digest: &Digest,
+        writer: &mpsc::Sender<WriteRequest>,
+    ) -> BackendResult<()> {
         let handle = self.stages.acquire(id);
         let mut current = handle
             .lock()
@@ -965,15 +1488,35 @@ impl Shared {
                 actual,
             });
         }
-        let blob = self.blob_path(digest);
-        if blob
-            .try_exists()
-            .map_err(|e| BackendError::io(format!("stat {}", blob.display()), e))?
-        {
+        if self.blob_exists(digest)? {
             drop(file);
             remove_if_exists(&path)?;
             return sync_dir(&self.stage);
         }
+        if self.inlines(len) {
+            let n = usize::try_from(len)
+                .map_err(|_| BackendError::NotSupported("stage too large to read"))?;
+            let mut file = file;
+            let data = read_exact_bytes(&mut file, n).map_err(ctx)?;
+            drop(file);
+            submit(
+                writer,
+                Batch {
+                    blob: Some(BlobChange::Put {
+                        key: digest.to_string(),
+                        data,
+                        file: self.blob_path(digest),
+                    }),
+                    ops: Vec::new(),
+                },
+            )?
+            .blocking_recv()
+            .map_err(|_| writer_stopped())??;
+            // The blob is durable; the stage's removal need not be (a stage
+            // that comes back after a crash expires with its session).
+            return remove_if_exists(&path);
+        }
+        let blob = self.blob_path(digest);
         if actual > len {
             file.set_len(len).map_err(ctx)?;
         }
@@ -1035,14 +1578,12 @@ impl Shared {
 // Blobs
 
 impl Shared {
-    fn put_blob(&self, digest: &Digest, data: &[u8]) -> BackendResult<()> {
-        let blob = self.blob_path(digest);
-        if blob
-            .try_exists()
-            .map_err(|e| BackendError::io(format!("stat {}", blob.display()), e))?
-        {
+    /// Writes a blob as a file (unless it is stored already).
+    fn put_blob_file(&self, digest: &Digest, data: &[u8]) -> BackendResult<()> {
+        if self.blob_exists(digest)? {
             return Ok(());
         }
+        let blob = self.blob_path(digest);
         let tmp = self.tmp_path("put");
         let result = (|| {
             let ctx = |e| BackendError::io(format!("write {}", tmp.display()), e);
@@ -1067,6 +1608,9 @@ impl Shared {
     }
 
     fn stat_blob(&self, digest: &Digest) -> BackendResult<BlobMeta> {
+        if let Some(meta) = self.inline_meta(digest)? {
+            return Ok(meta);
+        }
         let path = self.blob_path(digest);
         match fs::metadata(&path) {
             Ok(meta) if meta.is_file() => Ok(BlobMeta {
@@ -1082,8 +1626,22 @@ impl Shared {
         }
     }
 
-    /// Lists digests in `Digest` order (the string order of `alg:hex`).
+    /// Lists inline blobs and blob files, merged, in `Digest` order.
     fn list_blobs(
+        &self,
+        start_after: Option<&Digest>,
+        limit: usize,
+    ) -> BackendResult<Vec<BlobMeta>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let inline = self.list_inline(start_after, limit)?;
+        let files = self.list_blob_files(start_after, limit)?;
+        Ok(merge_listings(inline, files, limit))
+    }
+
+    /// Lists blob files in `Digest` order (the string order of `alg:hex`).
+    fn list_blob_files(
         &self,
         start_after: Option<&Digest>,
         limit: usize,
@@ -1258,9 +1816,15 @@ impl Backend for FsBackend {
         digest: &Digest,
         range: Option<Range<u64>>,
     ) -> BackendResult<ByteStream> {
-        let path = self.inner.shared.blob_path(digest);
+        let inner = self.inner.shared.clone();
         let owned = digest.clone();
-        let start = blocking(move || start_read(path, &owned, range)).await?;
+        let start = blocking(move || {
+            if let Some(data) = inner.read_inline(&owned, range.clone())? {
+                return Ok(ReadStart::Whole(data));
+            }
+            start_read(inner.blob_path(&owned), &owned, range)
+        })
+        .await?;
         let (file, len, path) = match start {
             ReadStart::Whole(data) if data.is_empty() => {
                 return Ok(futures::stream::empty().boxed());
@@ -1279,14 +1843,55 @@ impl Backend for FsBackend {
     }
 
     async fn blob_put(&self, digest: &Digest, data: Bytes) -> BackendResult<()> {
-        let inner = self.inner.shared.clone();
-        let digest = digest.clone();
-        blocking(move || inner.put_blob(&digest, &data)).await
+        self.blob_put_with_meta(digest, data, Vec::new()).await
+    }
+
+    /// A small blob goes inline, in the same transaction as `ops` (one
+    /// fsync, all or nothing); a large one is written as a file, then
+    /// `ops` are applied.
+    async fn blob_put_with_meta(
+        &self,
+        digest: &Digest,
+        data: Bytes,
+        ops: Vec<MetaOp>,
+    ) -> BackendResult<()> {
+        let shared = &self.inner.shared;
+        if shared.inlines(data.len() as u64) {
+            let blob = BlobChange::Put {
+                key: digest.to_string(),
+                file: shared.blob_path(digest),
+                data,
+            };
+            return self
+                .write(Batch {
+                    blob: Some(blob),
+                    ops,
+                })
+                .await;
+        }
+        let inner = shared.clone();
+        let owned = digest.clone();
+        blocking(move || inner.put_blob_file(&owned, &data)).await?;
+        self.meta_apply(ops).await
     }
 
     async fn blob_delete(&self, digest: &Digest) -> BackendResult<()> {
-        let path = self.inner.shared.blob_path(digest);
-        blocking(move || remove_if_exists(&path)).await
+        let inner = self.inner.shared.clone();
+        let owned = digest.clone();
+        let inline = blocking(move || {
+            remove_if_exists(&inner.blob_path(&owned))?;
+            Ok(inner.inline_meta(&owned)?.is_some())
+        })
+        .await?;
+        if inline {
+            let key = digest.to_string();
+            self.write(Batch {
+                blob: Some(BlobChange::Delete { key }),
+                ops: Vec::new(),
+            })
+            .await?;
+        }
+        Ok(())
     }
 
     async fn blob_list(
@@ -1415,9 +2020,10 @@ impl Backend for FsBackend {
 
     async fn stage_commit(&self, id: &UploadId, len: u64, digest: &Digest) -> BackendResult<()> {
         let inner = self.inner.shared.clone();
+        let writer = self.writer()?.clone();
         let id = *id;
         let digest = digest.clone();
-        blocking(move || inner.commit_stage(id, len, &digest)).await
+        blocking(move || inner.commit_stage(id, len, &digest, &writer)).await
     }
 
     async fn stage_abort(&self, id: &UploadId) -> BackendResult<()> {
@@ -1456,11 +2062,7 @@ impl Backend for FsBackend {
         if ops.is_empty() {
             return Ok(());
         }
-        let stopped = || BackendError::Other(Box::new(Stopped("metadata writer thread stopped")));
-        let tx = self.inner.meta_tx.as_ref().ok_or_else(stopped)?;
-        let (reply, answer) = oneshot::channel();
-        tx.send(MetaRequest { ops, reply }).map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+        self.write(Batch::meta(ops)).await
     }
 
     async fn meta_list(&self, prefix: &str, options: ListOptions) -> BackendResult<Vec<MetaEntry>> {
@@ -1517,7 +2119,7 @@ impl Backend for FsBackend {
     async fn check(&self) -> BackendResult<()> {
         if self
             .inner
-            .meta_thread
+            .writer_thread
             .as_ref()
             .is_none_or(|t| t.is_finished())
         {
@@ -1585,6 +2187,11 @@ mod tests {
         Key::parse(s).unwrap()
     }
 
+    /// Options that store every blob as a file.
+    fn files_only() -> FsOptions {
+        FsOptions::default().with_inline_threshold(0)
+    }
+
     /// Deterministic, non-repeating-looking test bytes.
     fn pattern(len: usize, seed: u8) -> Vec<u8> {
         (0..len)
@@ -1616,7 +2223,9 @@ mod tests {
     async fn open_creates_layout_and_empties_tmp_on_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("data");
-        let b = FsBackend::open(&root).unwrap();
+        // Every blob a file; the reopen below, with the default settings,
+        // still finds it.
+        let b = FsBackend::open_with(&root, files_only()).unwrap();
         assert_eq!(b.root(), root);
         for sub in ["blobs", "stage", "tmp"] {
             assert!(root.join(sub).is_dir(), "{sub}");
@@ -1891,7 +2500,7 @@ mod tests {
     #[tokio::test]
     async fn blob_list_is_in_digest_order_across_shards() {
         let dir = tempfile::tempdir().unwrap();
-        let b = FsBackend::open(dir.path()).unwrap();
+        let b = FsBackend::open_with(dir.path(), files_only()).unwrap();
         let mut all = Vec::new();
         for i in 0..60u32 {
             let data = i.to_le_bytes();
@@ -2236,5 +2845,530 @@ mod tests {
         assert_eq!(b.stage_list().await.unwrap()[0].len, 200_000);
         b.stage_commit(&id, 200_000, &d).await.unwrap();
         assert!(b.inner.shared.stages.lock_map().is_empty());
+    }
+
+    /// Whether a blob is stored inline, and whether as a file.
+    fn placement(b: &FsBackend, d: &Digest) -> (bool, bool) {
+        let inline = b.inner.shared.inline_meta(d).unwrap().is_some();
+        (inline, b.inner.shared.blob_path(d).is_file())
+    }
+
+    /// Rows of the inline blob tables: index, pieces, tails.
+    fn inline_rows(b: &FsBackend) -> (u64, u64, u64) {
+        use redb::ReadableTableMetadata;
+        b.inner
+            .shared
+            .db
+            .with_db("count", |db| {
+                let txn = db.begin_read()?;
+                Ok((
+                    txn.open_table(BLOB_TABLE)?.len()?,
+                    txn.open_table(PIECE_TABLE)?.len()?,
+                    txn.open_table(TAIL_TABLE)?.len()?,
+                ))
+            })
+            .unwrap()
+    }
+
+    async fn listed(b: &FsBackend, after: Option<&Digest>, limit: usize) -> Vec<Digest> {
+        b.blob_list(after, limit)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.digest)
+            .collect()
+    }
+
+    #[test]
+    fn pieces_fill_their_pages() {
+        for len in [
+            0,
+            1,
+            3839,
+            3840,
+            3841,
+            4096,
+            65_279,
+            65_280,
+            65_281,
+            100_000,
+            1 << 20,
+            (1 << 20) + 1,
+            16 << 20,
+        ] {
+            let sizes: Vec<usize> = piece_sizes(len).collect();
+            let total: usize = sizes.iter().sum();
+            assert!(
+                total <= len && len - total < DB_PAGE - PIECE_HEADROOM,
+                "{len}"
+            );
+            assert!(sizes.windows(2).all(|w| w[0] >= w[1]), "{len}: {sizes:?}");
+            for size in sizes {
+                // A one-pair leaf: 4-byte header, two 4-byte lengths, the
+                // key (at most a sha512 digest and 4 bytes), the value.
+                let leaf = 12 + 7 + 128 + 4 + size;
+                let page = leaf.next_power_of_two().max(DB_PAGE);
+                assert!(
+                    leaf <= page && page - leaf < PIECE_HEADROOM,
+                    "{len}: {size}"
+                );
+            }
+        }
+        assert_eq!(piece_sizes((1 << 20) + 5).count(), 1);
+        assert_eq!(piece_sizes(3 << 20).count(), 3);
+        assert_eq!(piece_sizes((1 << 20) - 300).count(), 2);
+    }
+
+    #[tokio::test]
+    async fn inline_or_file_at_the_threshold() {
+        let dir = tempfile::tempdir().unwrap();
+        let threshold = 100_000;
+        let b = FsBackend::open_with(
+            dir.path(),
+            FsOptions::default().with_inline_threshold(threshold),
+        )
+        .unwrap();
+        let mut all = Vec::new();
+        for (len, inline) in [
+            (threshold - 1, true),
+            (threshold, true),
+            (threshold + 1, false),
+        ] {
+            let data = pattern(len as usize, len as u8);
+            let d = Digest::sha256(&data);
+            b.blob_put(&d, Bytes::from(data.clone())).await.unwrap();
+            assert_eq!(placement(&b, &d), (inline, !inline), "{len} bytes");
+            assert_eq!(b.blob_stat(&d).await.unwrap().size, len);
+            assert_eq!(b.blob_bytes(&d).await.unwrap(), data);
+            // Ranges across piece boundaries (65,280 + 32,512 bytes of
+            // pieces, then the tail) and the ends.
+            for r in [
+                0..1,
+                65_279..65_281,
+                97_791..97_793,
+                1000..99_000,
+                len - 10..len,
+                5..5,
+            ] {
+                let got = read_all(&b, &d, Some(r.clone())).await;
+                assert!(got.len() <= 1, "inline reads are one chunk");
+                assert_eq!(
+                    got.concat(),
+                    &data[r.start as usize..r.end as usize],
+                    "{len}: {r:?}"
+                );
+            }
+            assert!(b.blob_read(&d, Some(0..len + 1)).await.is_err());
+            all.push(d);
+        }
+        all.sort();
+        assert_eq!(listed(&b, None, 10).await, all);
+        // Two blobs inline: index rows, pieces (2 each), tails.
+        assert_eq!(inline_rows(&b), (2, 4, 2));
+
+        // Also at the default threshold, and the empty blob.
+        drop(b);
+        let b = FsBackend::open(dir.path()).unwrap();
+        for (len, inline) in [(1 << 20, true), ((1 << 20) + 1, false), (0, true)] {
+            let data = pattern(len, 9);
+            let d = Digest::sha256(&data);
+            b.blob_put(&d, Bytes::from(data.clone())).await.unwrap();
+            assert_eq!(placement(&b, &d), (inline, !inline), "{len} bytes");
+            assert_eq!(b.blob_bytes(&d).await.unwrap(), data);
+        }
+        let empty = Digest::sha256(b"");
+        assert!(read_all(&b, &empty, None).await.is_empty());
+        assert_eq!(b.blob_stat(&empty).await.unwrap().size, 0);
+    }
+
+    #[tokio::test]
+    async fn inline_blobs_take_about_their_size_in_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = FsBackend::open(dir.path()).unwrap();
+        let n = 16u64;
+        for i in 0..n {
+            let data = pattern((1 << 20) - i as usize * 1000, i as u8);
+            b.blob_put(&Digest::sha256(&data), Bytes::from(data))
+                .await
+                .unwrap();
+        }
+        let stats = b
+            .inner
+            .shared
+            .db
+            .with_db("stats", |db| Ok(db.begin_write()?.stats()?))
+            .unwrap();
+        let allocated = stats.allocated_pages() * stats.page_size() as u64;
+        // Pages in use: within 5% of the content (one value per blob
+        // would take a 2 MiB page each).
+        assert!(
+            allocated < n * (1 << 20) * 21 / 20,
+            "{allocated} bytes allocated for {n} MiB"
+        );
+    }
+
+    #[tokio::test]
+    async fn blob_list_merges_inline_blobs_and_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = FsBackend::open_with(dir.path(), FsOptions::default().with_inline_threshold(500))
+            .unwrap();
+        let mut all = Vec::new();
+        for i in 0..40u32 {
+            // Small ones inline, large ones as files, both algorithms.
+            let data = pattern(if i % 3 == 0 { 600 } else { 40 }, i as u8);
+            let d = if i % 4 == 0 {
+                Digest::compute(wharf_types::Algorithm::Sha512, &data)
+            } else {
+                Digest::sha256(&data)
+            };
+            b.blob_put(&d, Bytes::from(data)).await.unwrap();
+            assert_eq!(placement(&b, &d).1, i % 3 == 0);
+            all.push(d);
+        }
+        // One inline blob also present as a file.
+        let both = all.iter().find(|d| placement(&b, d).0).unwrap().clone();
+        let path = b.inner.shared.blob_path(&both);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, b.blob_bytes(&both).await.unwrap()).unwrap();
+        assert_eq!(placement(&b, &both), (true, true));
+        all.sort();
+
+        assert_eq!(listed(&b, None, 1000).await, all);
+        assert!(listed(&b, None, 0).await.is_empty());
+        for page in [1, 2, 3, 7, 13, 39, 40, 41] {
+            let mut got = Vec::new();
+            let mut after: Option<Digest> = None;
+            loop {
+                let batch = listed(&b, after.as_ref(), page).await;
+                assert!(batch.len() <= page);
+                let Some(last) = batch.last() else { break };
+                after = Some(last.clone());
+                got.extend(batch);
+            }
+            assert_eq!(got, all, "page {page}");
+        }
+        for (i, cursor) in all.iter().enumerate() {
+            for limit in [1, 5, 100] {
+                let expected: Vec<Digest> = all.iter().skip(i + 1).take(limit).cloned().collect();
+                assert_eq!(listed(&b, Some(cursor), limit).await, expected);
+            }
+        }
+        for probe in [
+            Digest::sha256(b"not stored"),
+            Digest::compute(wharf_types::Algorithm::Sha512, b"not stored"),
+        ] {
+            let expected: Vec<Digest> = all.iter().filter(|d| **d > probe).cloned().collect();
+            assert_eq!(listed(&b, Some(&probe), 1000).await, expected);
+        }
+        let sizes: Vec<u64> = b
+            .blob_list(None, 1000)
+            .await
+            .unwrap()
+            .iter()
+            .map(|m| m.size)
+            .collect();
+        assert!(sizes.iter().all(|s| *s == 40 || *s == 600));
+    }
+
+    #[tokio::test]
+    async fn a_blob_stored_inline_and_as_a_file_is_one_blob() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = pattern(5000, 21);
+        let d = Digest::sha256(&data);
+        // First as a file (every blob a file), ...
+        let b = FsBackend::open_with(dir.path(), files_only()).unwrap();
+        b.blob_put(&d, Bytes::from(data.clone())).await.unwrap();
+        assert_eq!(placement(&b, &d), (false, true));
+        drop(b);
+        // ... then puts and stage commits of it with inlining find it and
+        // leave it there.
+        let b = FsBackend::open(dir.path()).unwrap();
+        b.blob_put(&d, Bytes::from(data.clone())).await.unwrap();
+        b.blob_put_with_meta(
+            &d,
+            Bytes::from(data.clone()),
+            vec![MetaOp::Put(key("x/1"), Bytes::new())],
+        )
+        .await
+        .unwrap();
+        let id = UploadId::random();
+        b.stage_append(&id, 0, ok_stream(&[&data])).await.unwrap();
+        b.stage_commit(&id, data.len() as u64, &d).await.unwrap();
+        assert!(b.stage_list().await.unwrap().is_empty());
+        assert_eq!(placement(&b, &d), (false, true));
+        assert!(b.meta_value(&key("x/1")).await.unwrap().is_some());
+
+        // Both places (as a crash between a file write and its removal
+        // could leave): one blob, readable, deleted from both.
+        let inline = Digest::sha256(b"inline");
+        b.blob_put(&inline, Bytes::from_static(b"inline"))
+            .await
+            .unwrap();
+        let path = b.inner.shared.blob_path(&inline);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, b"inline").unwrap();
+        assert_eq!(placement(&b, &inline), (true, true));
+        let mut expected = vec![d.clone(), inline.clone()];
+        expected.sort();
+        assert_eq!(listed(&b, None, 10).await, expected);
+        assert_eq!(b.blob_stat(&inline).await.unwrap().size, 6);
+        assert_eq!(b.blob_bytes(&inline).await.unwrap(), &b"inline"[..]);
+        b.blob_delete(&inline).await.unwrap();
+        assert_eq!(placement(&b, &inline), (false, false));
+        assert!(b.blob_stat(&inline).await.unwrap_err().is_not_found());
+        assert_eq!(listed(&b, None, 10).await, [d]);
+    }
+
+    #[tokio::test]
+    async fn small_stages_commit_inline() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = FsBackend::open(dir.path()).unwrap();
+        let data = pattern(300_000, 22);
+        let d = Digest::sha256(&data);
+        let id = UploadId::random();
+        let n = b
+            .stage_append(&id, 0, ok_stream(&[&data[..1000]]))
+            .await
+            .unwrap();
+        let n = b
+            .stage_append(&id, n, ok_stream(&[&data[1000..], b"unacknowledged"]))
+            .await
+            .unwrap();
+        assert_eq!(n, 300_014);
+        b.stage_commit(&id, 300_000, &d).await.unwrap();
+        assert_eq!(placement(&b, &d), (true, false));
+        assert!(b.stage_list().await.unwrap().is_empty());
+        assert_eq!(fs::read_dir(dir.path().join("stage")).unwrap().count(), 0);
+        assert_eq!(b.blob_bytes(&d).await.unwrap(), data);
+        let age = SystemTime::now()
+            .duration_since(b.blob_stat(&d).await.unwrap().modified)
+            .unwrap();
+        assert!(age < Duration::from_secs(60));
+        assert!(
+            b.stage_commit(&id, 300_000, &d)
+                .await
+                .unwrap_err()
+                .is_not_found()
+        );
+
+        // A stage of a blob that is stored already is just removed.
+        let again = UploadId::random();
+        b.stage_append(&again, 0, ok_stream(&[&data]))
+            .await
+            .unwrap();
+        b.stage_commit(&again, 300_000, &d).await.unwrap();
+        assert!(b.stage_list().await.unwrap().is_empty());
+        assert_eq!(inline_rows(&b).0, 1);
+
+        // One byte past the threshold: a file.
+        let large = pattern((1 << 20) + 1, 23);
+        let dl = Digest::sha256(&large);
+        let id = UploadId::random();
+        let n = b.stage_append(&id, 0, ok_stream(&[&large])).await.unwrap();
+        b.stage_commit(&id, n, &dl).await.unwrap();
+        assert_eq!(placement(&b, &dl), (false, true));
+        assert_eq!(b.blob_bytes(&dl).await.unwrap(), large);
+
+        // Concurrent commits of one small digest from several stages.
+        let small = b"small content";
+        let ds = Digest::sha256(small);
+        let mut ids = Vec::new();
+        for _ in 0..8 {
+            let id = UploadId::random();
+            b.stage_append(&id, 0, ok_stream(&[small])).await.unwrap();
+            ids.push(id);
+        }
+        let commits = ids.iter().map(|id| {
+            let b = b.clone();
+            let ds = ds.clone();
+            let id = *id;
+            tokio::spawn(async move { b.stage_commit(&id, small.len() as u64, &ds).await })
+        });
+        for r in futures::future::join_all(commits).await {
+            r.unwrap().unwrap();
+        }
+        assert_eq!(b.blob_bytes(&ds).await.unwrap(), &small[..]);
+        assert!(b.stage_list().await.unwrap().is_empty());
+        assert_eq!(inline_rows(&b).0, 2);
+    }
+
+    #[tokio::test]
+    async fn deleting_an_inline_blob_frees_its_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = FsBackend::open(dir.path()).unwrap();
+        let data = pattern(200_000, 24);
+        let d = Digest::sha256(&data);
+        let keep = pattern(10, 25);
+        let dk = Digest::sha256(&keep);
+        b.blob_put(&d, Bytes::from(data.clone())).await.unwrap();
+        b.blob_put(&dk, Bytes::from(keep.clone())).await.unwrap();
+        // 200,000 bytes: pieces of 130,816, 65,280 and 3,840 bytes, a tail
+        // of 64; 10 bytes: a tail.
+        assert_eq!(inline_rows(&b), (2, 3, 2));
+        b.blob_delete(&d).await.unwrap();
+        b.blob_delete(&d).await.unwrap();
+        assert_eq!(inline_rows(&b), (1, 0, 1));
+        assert!(b.blob_stat(&d).await.unwrap_err().is_not_found());
+        assert!(b.blob_read(&d, None).await.err().unwrap().is_not_found());
+        assert_eq!(listed(&b, None, 10).await, std::slice::from_ref(&dk));
+        assert_eq!(b.blob_bytes(&dk).await.unwrap(), keep);
+        // Stored again after a delete.
+        b.blob_put(&d, Bytes::from(data.clone())).await.unwrap();
+        assert_eq!(b.blob_bytes(&d).await.unwrap(), data);
+        // The unsynced removal is made durable by the next commit.
+        b.blob_delete(&d).await.unwrap();
+        b.meta_put(key("a/b"), Bytes::new()).await.unwrap();
+        drop(b);
+        let b = FsBackend::open(dir.path()).unwrap();
+        assert!(b.blob_stat(&d).await.unwrap_err().is_not_found());
+        assert_eq!(inline_rows(&b), (1, 0, 1));
+    }
+
+    #[tokio::test]
+    async fn inline_blobs_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs: Vec<Vec<u8>> = [0, 1, 3840, 4096, 70_000, 1 << 20]
+            .iter()
+            .map(|n| pattern(*n, 26))
+            .collect();
+        {
+            let b = FsBackend::open(dir.path()).unwrap();
+            for (i, data) in blobs.iter().enumerate() {
+                b.blob_put_with_meta(
+                    &Digest::sha256(data),
+                    Bytes::from(data.clone()),
+                    vec![MetaOp::Put(key(&format!("b/{i}")), Bytes::new())],
+                )
+                .await
+                .unwrap();
+            }
+        }
+        // With inlining off, everything is still found; new small blobs
+        // become files.
+        for options in [FsOptions::default(), files_only()] {
+            let b = FsBackend::open_with(dir.path(), options).unwrap();
+            for (i, data) in blobs.iter().enumerate() {
+                let d = Digest::sha256(data);
+                assert_eq!(placement(&b, &d), (true, false));
+                assert_eq!(b.blob_bytes(&d).await.unwrap(), data);
+                assert_eq!(b.blob_stat(&d).await.unwrap().size, data.len() as u64);
+                assert!(
+                    b.meta_value(&key(&format!("b/{i}")))
+                        .await
+                        .unwrap()
+                        .is_some()
+                );
+            }
+            assert_eq!(b.blob_list(None, 100).await.unwrap().len(), blobs.len());
+        }
+        let b = FsBackend::open_with(dir.path(), files_only()).unwrap();
+        let d = Digest::sha256(b"new");
+        b.blob_put(&d, Bytes::from_static(b"new")).await.unwrap();
+        assert_eq!(placement(&b, &d), (false, true));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn blob_put_with_meta_is_all_or_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = FsBackend::open(dir.path()).unwrap();
+        let data = pattern(50_000, 27);
+        let d = Digest::sha256(&data);
+        b.blob_put_with_meta(
+            &d,
+            Bytes::from(data.clone()),
+            vec![
+                MetaOp::Put(key("ok/link"), Bytes::from_static(b"l")),
+                MetaOp::Put(key("ok/tag"), Bytes::from_static(b"t")),
+            ],
+        )
+        .await
+        .unwrap();
+        // Both visible as soon as it returns.
+        assert_eq!(b.blob_bytes(&d).await.unwrap(), data);
+        assert_eq!(
+            b.meta_value(&key("ok/tag")).await.unwrap().unwrap(),
+            &b"t"[..]
+        );
+
+        // A batch whose last operation fails inside the transaction
+        // leaves neither the blob nor the records before it, also when
+        // it was grouped with other callers' batches, which succeed.
+        let failing = format!("fail/{}", UploadId::random());
+        FAIL_ON_KEYS.lock().unwrap().push(failing.clone());
+        let bad = pattern(70_000, 28);
+        let d_bad = Digest::sha256(&bad);
+        let calls = (0..16).map(|i| {
+            let b = b.clone();
+            let (d_bad, bad, failing) = (d_bad.clone(), bad.clone(), failing.clone());
+            tokio::spawn(async move {
+                if i == 7 {
+                    b.blob_put_with_meta(
+                        &d_bad,
+                        Bytes::from(bad),
+                        vec![
+                            MetaOp::Put(key("bad/link"), Bytes::new()),
+                            MetaOp::Put(key(&failing), Bytes::new()),
+                        ],
+                    )
+                    .await
+                } else {
+                    let data = pattern(3000, i);
+                    b.blob_put_with_meta(
+                        &Digest::sha256(&data),
+                        Bytes::from(data),
+                        vec![MetaOp::Put(key(&format!("good/{i}")), Bytes::new())],
+                    )
+                    .await
+                }
+            })
+        });
+        for (i, r) in futures::future::join_all(calls)
+            .await
+            .into_iter()
+            .enumerate()
+        {
+            let r = r.unwrap();
+            if i == 7 {
+                let e = r.unwrap_err();
+                assert!(e.to_string().contains("injected failure"), "{e}");
+            } else {
+                r.unwrap();
+                let data = pattern(3000, i as u8);
+                assert_eq!(b.blob_bytes(&Digest::sha256(&data)).await.unwrap(), data);
+                assert!(
+                    b.meta_value(&key(&format!("good/{i}")))
+                        .await
+                        .unwrap()
+                        .is_some()
+                );
+            }
+        }
+        assert!(b.blob_stat(&d_bad).await.unwrap_err().is_not_found());
+        assert_eq!(placement(&b, &d_bad), (false, false));
+        assert!(b.meta_value(&key("bad/link")).await.unwrap().is_none());
+
+        // A large blob is a file written first: it stays when the records
+        // fail (content before the records that point to it).
+        let large = pattern((1 << 20) + 100, 29);
+        let d_large = Digest::sha256(&large);
+        let err = b
+            .blob_put_with_meta(
+                &d_large,
+                Bytes::from(large.clone()),
+                vec![
+                    MetaOp::Put(key("large/link"), Bytes::new()),
+                    MetaOp::Put(key(&failing), Bytes::new()),
+                ],
+            )
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("injected failure"), "{err}");
+        assert_eq!(placement(&b, &d_large), (false, true));
+        assert!(b.meta_value(&key("large/link")).await.unwrap().is_none());
+        FAIL_ON_KEYS.lock().unwrap().retain(|k| *k != failing);
+
+        // The writer keeps working.
+        b.meta_put(key("after/1"), Bytes::new()).await.unwrap();
+        assert_eq!(b.meta_get(&key("ok/link")).await.unwrap().value, &b"l"[..]);
     }
 }

@@ -4,7 +4,8 @@
 //! links, manifests, tags, referrers, upload sessions, the catalog, garbage
 //! collection and scrubbing) once, over any [`Backend`]. Two backends are
 //! built in: [`MemoryBackend`] and, with the default `fs` feature,
-//! `FsBackend` (blobs as files, metadata in an embedded database).
+//! `FsBackend` (large blobs as files; metadata and small blobs in an
+//! embedded database).
 //!
 //! Third-party backends implement [`Backend`] and prove themselves with the
 //! shared conformance suite (feature `conformance`, macro
@@ -43,7 +44,7 @@ pub use backend::{
 pub use blobs::{BlobInfo, BlobReader, ByteRange};
 pub use error::{StoreError, StoreResult};
 #[cfg(feature = "fs")]
-pub use fs::FsBackend;
+pub use fs::{FsBackend, FsOptions};
 pub use gc::{GcOptions, GcReport, Progress, ScrubReport};
 pub use manifests::{ManifestInfo, Page, PushedManifest, StoredManifest};
 pub use memory::MemoryBackend;

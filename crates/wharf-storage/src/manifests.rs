@@ -80,9 +80,6 @@ impl Store {
         }
         self.check_references(repo, manifest).await?;
 
-        self.backend
-            .blob_put(digest, manifest.raw().clone())
-            .await?;
         let revision = Revision {
             media_type: manifest.media_type().clone(),
             size: manifest.size(),
@@ -108,7 +105,12 @@ impl Store {
                 Bytes::from(digest.to_string()),
             ));
         }
-        self.backend.meta_apply(ops).await?;
+        // The content first, then the records, in one step (one atomic
+        // transaction where the backend can): a tag never points to
+        // missing content.
+        self.backend
+            .blob_put_with_meta(digest, manifest.raw().clone(), ops)
+            .await?;
         self.cache_manifest(digest, manifest.raw());
         Ok(PushedManifest {
             digest: digest.clone(),

@@ -29,6 +29,16 @@ pub struct StoreConfig {
     pub link_touch_interval: Duration,
     /// Largest manifest accepted, in bytes.
     pub max_manifest_size: u64,
+    /// Blobs pushed in one request ([`Store::put_blob`]) with a declared
+    /// length of at most this many bytes are read into memory, verified,
+    /// and handed to the backend in one step together with their
+    /// repository link ([`Backend::blob_put_with_meta`](crate::Backend::blob_put_with_meta);
+    /// the filesystem backend commits both in one transaction with one
+    /// fsync), instead of being streamed through a staged write and
+    /// committed, then linked. It bounds the memory one such request
+    /// holds. Larger blobs and bodies of unknown length are streamed. 0
+    /// streams every blob.
+    pub small_blob_bytes: u64,
 }
 
 impl Default for StoreConfig {
@@ -37,6 +47,7 @@ impl Default for StoreConfig {
             manifest_cache_bytes: 8 << 20,
             link_touch_interval: Duration::from_secs(60),
             max_manifest_size: wharf_types::Manifest::DEFAULT_MAX_SIZE,
+            small_blob_bytes: 1 << 20,
         }
     }
 }
