@@ -5,7 +5,8 @@
 //!   sequential write (write + fdatasync) of the same bytes;
 //! - blob get (256 MiB);
 //! - one page of 100 tags in a 100k-tag repository;
-//! - 10k small (4 KiB) blob puts from 16 tasks.
+//! - 10k small (4 KiB) blob puts from 16 tasks, and 2k tagged manifest
+//!   pushes from 16 tasks.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -191,6 +192,48 @@ fn small_blobs(c: &mut Criterion) {
                                     .put_blob(&repo, &d, body_from_bytes(data), Some(4096))
                                     .await
                                     .expect("put");
+                            }
+                        })
+                        .buffer_unordered(16)
+                        .collect::<Vec<_>>()
+                        .await
+                });
+                total += start.elapsed();
+            }
+            total
+        })
+    });
+    group.throughput(Throughput::Elements(2_000));
+    group.bench_function("push_2k_tags_16_tasks", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for it in 0..iters {
+                let dir = bench_dir();
+                let store = Store::new(FsBackend::open(dir.path()).expect("open"));
+                let repo: RepositoryName = "bench/tags".parse().expect("name");
+                // Distinct small manifests (empty indexes, so nothing to
+                // upload first), each under its own tag.
+                let manifests: Vec<_> = (0..2_000u32)
+                    .map(|i| {
+                        let raw = format!(
+                            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[],"annotations":{{"n":"{it}-{i}"}}}}"#
+                        );
+                        let tag: Tag = format!("v{i}").parse().expect("tag");
+                        let m = Manifest::parse(bytes::Bytes::from(raw), None).expect("manifest");
+                        (tag, m)
+                    })
+                    .collect();
+                let start = Instant::now();
+                rt.block_on(async {
+                    futures::stream::iter(manifests)
+                        .map(|(tag, m)| {
+                            let store = store.clone();
+                            let repo = repo.clone();
+                            async move {
+                                store
+                                    .put_manifest(&repo, &Reference::Tag(tag), &m)
+                                    .await
+                                    .expect("push");
                             }
                         })
                         .buffer_unordered(16)

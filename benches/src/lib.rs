@@ -4,6 +4,8 @@
 use bytes::Bytes;
 use wharf_storage::Body;
 
+pub mod bench;
+
 /// A body of `total` bytes in `chunk`-sized pieces of pseudo-random data
 /// (deterministic, not compressible, generated without allocating more than
 /// one chunk at a time).

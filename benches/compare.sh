@@ -1,0 +1,621 @@
+#!/usr/bin/env bash
+# Wharf against CNCF Distribution (Debian's docker-registry 2.8.2), and
+# optionally ferro-oci-server, against the machine's physical limits, in one
+# run; writes docs/performance.md from the measurements.
+#
+#   benches/compare.sh                 # full run (a few minutes), rewrites docs/performance.md
+#   benches/compare.sh --quick         # smoke run (small sizes), writes target/wharf-bench/performance.md
+#   benches/compare.sh --with-ferro    # also ferro-oci-server (built from crates.io, outside the workspace)
+#
+# Options: --quick, --with-ferro, --out FILE (report path), --keep (keep the
+# temporary directory), and -- ARGS... (extra wharf-bench arguments).
+# Environment: WHARF_BENCH_TMP (where the data directories and the dd test
+# file go; default /tmp, so the disk measured is the registries' disk),
+# FERRO_DIR (where ferro-oci-server is built; default ~/.cache/wharf-bench/ferro).
+#
+# Needs: cargo, docker-registry, nginx, wrk, curl, openssl, dd, python3.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+SCRIPT_START=$(date +%s)
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+
+QUICK=0
+FERRO=0
+KEEP=0
+OUT=""
+EXTRA=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --quick) QUICK=1 ;;
+        --with-ferro) FERRO=1 ;;
+        --keep) KEEP=1 ;;
+        --out) OUT=$2; shift ;;
+        --) shift; EXTRA=("$@"); break ;;
+        -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "compare.sh: unknown option $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+if [ -z "$OUT" ]; then
+    if [ $QUICK = 1 ]; then OUT=target/wharf-bench/performance.md; else OUT=docs/performance.md; fi
+fi
+
+for tool in cargo docker-registry nginx wrk curl openssl dd python3; do
+    command -v "$tool" >/dev/null || { echo "compare.sh: $tool is not installed" >&2; exit 1; }
+done
+
+if [ $QUICK = 1 ]; then
+    BIG_MIB=64; DD_MIB=256; WRK_SECS=3; SHA_SECS=1; RSS_SMALL=16MiB; RSS_LARGE=128MiB
+    BENCH_ARGS=(--quick --size "${BIG_MIB}MiB")
+else
+    BIG_MIB=1024; DD_MIB=1024; WRK_SECS=10; SHA_SECS=3; RSS_SMALL=64MiB; RSS_LARGE=1GiB
+    BENCH_ARGS=()
+fi
+
+log() { printf '\n== %s (%s)\n' "$*" "$(date +%T)" >&2; }
+
+WORK=$(mktemp -d "${WHARF_BENCH_TMP:-/tmp}/wharf-compare.XXXXXX")
+PIDS=()
+stop_pid() {
+    local pid=$1
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+cleanup() {
+    for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
+    if [ $KEEP = 1 ]; then echo "kept $WORK" >&2; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+wait_http() {
+    for _ in $(seq 300); do
+        if curl -fsS -o /dev/null "$1" 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    echo "compare.sh: $1 did not come up" >&2
+    return 1
+}
+
+hwm_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
+
+# ---------------------------------------------------------------- build
+
+log "build (release): wharf, wharf-bench"
+cargo build --release -q -p wharf-server -p wharf-benches --bin wharf --bin wharf-bench
+WHARF_BIN=$ROOT/target/release/wharf
+BENCH=$ROOT/target/release/wharf-bench
+
+FERRO_BIN=""
+FERRO_NOTE=""
+if [ $FERRO = 1 ]; then
+    FERRO_DIR=${FERRO_DIR:-$HOME/.cache/wharf-bench/ferro}
+    log "build ferro-oci-server in $FERRO_DIR (outside the workspace)"
+    mkdir -p "$FERRO_DIR/src"
+    cat > "$FERRO_DIR/Cargo.toml" <<'EOF'
+[package]
+name = "ferro-bench-server"
+version = "0.0.0"
+edition = "2021"
+publish = false
+
+[dependencies]
+ferro-oci-server = "1"
+tokio = { version = "1", features = ["rt-multi-thread", "macros", "signal"] }
+
+[workspace]
+EOF
+    cat > "$FERRO_DIR/src/main.rs" <<'EOF'
+//! ferro-oci-server's own `serve` (env: FERRO_OCI_LISTEN, FERRO_OCI_STORAGE_DIR).
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    ferro_oci_server::serve::init_tracing();
+    let config = ferro_oci_server::serve::Config::from_env();
+    ferro_oci_server::serve::serve(&config).await
+}
+EOF
+    if (cd "$FERRO_DIR" && CARGO_TARGET_DIR="$FERRO_DIR/target" cargo build --release -q) >"$WORK/ferro-build.log" 2>&1; then
+        FERRO_BIN=$FERRO_DIR/target/release/ferro-bench-server
+        FERRO_VERSION=$(cd "$FERRO_DIR" && cargo pkgid -q ferro-oci-server 2>/dev/null | sed 's/.*[@#]//')
+    else
+        FERRO_NOTE="ferro-oci-server did not build: $(tail -5 "$WORK/ferro-build.log" | tr '\n' ' ')"
+        echo "compare.sh: $FERRO_NOTE" >&2
+    fi
+fi
+
+# ---------------------------------------------------------------- registries
+
+# start_registry KIND DIR: starts a fresh registry; sets REG_PID and REG_URL.
+start_registry() {
+    local kind=$1 dir=$2 port
+    port=$(free_port)
+    mkdir -p "$dir"
+    case "$kind" in
+        wharf)
+            WHARF_LOG__LEVEL=warn WHARF_LOG__ACCESS_LOG=false \
+                "$WHARF_BIN" serve --listen "127.0.0.1:$port" --data-dir "$dir/data" \
+                >"$dir/stdout.log" 2>"$dir/stderr.log" &
+            ;;
+        distribution)
+            cat > "$dir/config.yml" <<EOF
+version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $dir/data
+  delete:
+    enabled: true
+  redirect:
+    disable: true
+  cache:
+    blobdescriptor: inmemory
+http:
+  addr: 127.0.0.1:$port
+  secret: wharf-bench-not-secret
+EOF
+            docker-registry serve "$dir/config.yml" >"$dir/stdout.log" 2>"$dir/stderr.log" &
+            ;;
+        ferro)
+            FERRO_OCI_LISTEN="127.0.0.1:$port" FERRO_OCI_STORAGE_DIR="$dir/data" RUST_LOG=warn \
+                "$FERRO_BIN" >"$dir/stdout.log" 2>"$dir/stderr.log" &
+            ;;
+    esac
+    REG_PID=$!
+    PIDS+=("$REG_PID")
+    REG_URL="http://127.0.0.1:$port"
+    wait_http "$REG_URL/v2/"
+}
+
+stop_registry() {
+    stop_pid "$1"
+    local keep=()
+    for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+    PIDS=("${keep[@]}")
+}
+
+KINDS=(wharf distribution)
+[ -n "$FERRO_BIN" ] && KINDS+=(ferro)
+
+# ---------------------------------------------------------------- physical limits
+
+log "physical limits: SHA-256 (openssl, one core)"
+SHA_MBS=$(openssl speed -evp sha256 -bytes 16384 -seconds "$SHA_SECS" 2>/dev/null |
+    awk '/^sha256/ {v=$NF; sub("k","",v); printf "%.1f", v*1000/1e6}')
+echo "sha256: $SHA_MBS MB/s" >&2
+
+log "physical limits: durable sequential write (dd ${DD_MIB} MiB, fdatasync) in $WORK"
+DD_OUT=$(dd if=/dev/zero of="$WORK/dd.bin" bs=1M count="$DD_MIB" conv=fdatasync 2>&1 | tail -1)
+rm -f "$WORK/dd.bin"
+DD_MBS=$(echo "$DD_OUT" | awk '{for (i=1;i<=NF;i++) if ($i ~ /^s,?$/) secs=$(i-1); printf "%.1f", $1/secs/1e6}')
+echo "dd: $DD_OUT -> $DD_MBS MB/s" >&2
+
+log "physical limits: nginx (sendfile) loopback and small-file rate"
+mkdir -p "$WORK/nginx/www" "$WORK/nginx/tmp"
+head -c "$((BIG_MIB << 20))" /dev/zero > "$WORK/nginx/www/big.bin"
+python3 -c 'import sys; sys.stdout.write("{" + "\"x\":\"" + "m"*1192 + "\"}")' > "$WORK/nginx/www/m.json" # 1200 bytes, like the manifest
+NGINX_PORT=$(free_port)
+cat > "$WORK/nginx/nginx.conf" <<EOF
+worker_processes auto;
+daemon off;
+user root;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    tcp_nodelay on;
+    keepalive_requests 10000000;
+    keepalive_timeout 120;
+    default_type application/octet-stream;
+    client_body_temp_path $WORK/nginx/tmp/body;
+    proxy_temp_path $WORK/nginx/tmp/proxy;
+    fastcgi_temp_path $WORK/nginx/tmp/fastcgi;
+    uwsgi_temp_path $WORK/nginx/tmp/uwsgi;
+    scgi_temp_path $WORK/nginx/tmp/scgi;
+    server {
+        listen 127.0.0.1:$NGINX_PORT;
+        root $WORK/nginx/www;
+    }
+}
+EOF
+nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" 2>"$WORK/nginx/start.log" &
+NGINX_PID=$!
+PIDS+=("$NGINX_PID")
+NGINX=http://127.0.0.1:$NGINX_PORT
+wait_http "$NGINX/m.json"
+curl -s -o /dev/null "$NGINX/big.bin" # warm the page cache
+CURL_MBS=$(for _ in 1 2 3; do curl -s -o /dev/null -w '%{speed_download}\n' "$NGINX/big.bin"; done |
+    sort -n | awk '{v[NR]=$1} END {printf "%.1f", v[2]/1e6}')
+echo "curl loopback (median of 3): $CURL_MBS MB/s" >&2
+WRK_OUT=$(wrk -t2 -c32 -d"${WRK_SECS}s" --latency "$NGINX/m.json")
+echo "$WRK_OUT" >&2
+WRK_RPS=$(echo "$WRK_OUT" | awk '/^Requests\/sec:/ {print $2}')
+WRK_P99=$(echo "$WRK_OUT" | awk '$1=="99%" {v=$2; u=v; gsub(/[0-9.]/,"",u); sub(/[a-z]+$/,"",v);
+    m=(u=="us")?0.001:(u=="ms")?1:(u=="s")?1000:1; printf "%.3f", v*m}')
+# nginx keeps running: it joins the comparison as a reference target.
+
+# ---------------------------------------------------------------- memory: 64 MiB vs 1 GiB push
+
+RSS_LINES=""
+for kind in "${KINDS[@]}"; do
+    for size in "$RSS_SMALL" "$RSS_LARGE"; do
+        log "peak RSS of $kind over one $size push (fresh process)"
+        start_registry "$kind" "$WORK/rss-$kind-$size"
+        if "$BENCH" "$REG_URL" --scenario push-large-mono --size "$size" -q >"$WORK/rss.txt"; then
+            RSS_LINES+="$kind $size $(hwm_kib "$REG_PID")"$'\n'
+        else
+            echo "compare.sh: the $size push to $kind failed: $(tail -2 "$WORK/rss.txt")" >&2
+            RSS_LINES+="$kind $size failed"$'\n'
+        fi
+        stop_registry "$REG_PID"
+        rm -rf "$WORK/rss-$kind-$size"
+    done
+done
+echo "$RSS_LINES" >&2
+
+# ---------------------------------------------------------------- the comparison
+
+log "start ${KINDS[*]} on fresh data directories"
+URLS=()
+REG_PIDS=()
+for kind in "${KINDS[@]}"; do
+    start_registry "$kind" "$WORK/$kind"
+    URLS+=("$REG_URL")
+    REG_PIDS+=("$REG_PID")
+    echo "$kind: $REG_URL (pid $REG_PID)" >&2
+done
+# References, interleaved with the registries in the same rounds: nginx
+# (manifest scenarios fetch its 1200-byte file, pull-large its big file) and
+# the disk (large pushes become a file write plus fdatasync, like dd).
+mkdir -p "$WORK/disk"
+URLS+=("static+$NGINX" "file://$WORK/disk")
+NAMES=$(IFS=,; echo "${KINDS[*]},nginx,disk")
+PID_LIST=$(IFS=,; echo "${REG_PIDS[*]},0,0")
+
+log "wharf-bench --compare ${URLS[*]}"
+BENCH_STATUS=0
+"$BENCH" --compare "${URLS[@]}" --names "$NAMES" --pids "$PID_LIST" --json "$WORK/bench.json" \
+    "${BENCH_ARGS[@]}" "${EXTRA[@]}" | tee "$WORK/bench.txt" || BENCH_STATUS=$?
+
+RUN_HWM=""
+for i in "${!KINDS[@]}"; do
+    RUN_HWM+="${KINDS[$i]} $(hwm_kib "${REG_PIDS[$i]}")"$'\n'
+done
+echo "$RUN_HWM" >&2
+for pid in "${REG_PIDS[@]}"; do stop_registry "$pid"; done
+stop_registry "$NGINX_PID"
+DATA_FS=$(df -T "$WORK" | awk 'NR==2 {print $2" on "$1}')
+
+# ---------------------------------------------------------------- the report
+
+log "write $OUT"
+mkdir -p "$(dirname "$OUT")"
+SCRIPT_SECS=$(( $(date +%s) - SCRIPT_START ))
+export WORK OUT QUICK SHA_MBS DD_MBS DD_MIB BIG_MIB CURL_MBS WRK_RPS WRK_P99 WRK_SECS RSS_LINES RUN_HWM \
+    RSS_SMALL RSS_LARGE DATA_FS SCRIPT_SECS FERRO FERRO_NOTE BENCH_STATUS LOAD_START
+export WHARF_VERSION=$("$WHARF_BIN" version 2>/dev/null | head -1)
+export DIST_VERSION=$(docker-registry --version 2>/dev/null | head -1)
+export FERRO_VERSION=${FERRO_VERSION:-}
+export NGINX_VERSION=$(nginx -v 2>&1 | head -1)
+export WRK_VERSION=$(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)
+export OPENSSL_VERSION=$(openssl version)
+export RUSTC_VERSION=$(rustc --version)
+export CPU_MODEL=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+export CPUS=$(nproc)
+export MEM_GIB=$(awk '/^MemTotal/ {printf "%.0f", $2/1048576}' /proc/meminfo)
+export KERNEL=$(uname -sr)
+export LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
+python3 - <<'PY'
+import datetime, json, os
+
+E = os.environ
+work = E["WORK"]
+quick = E["QUICK"] == "1"
+
+
+def load(name):
+    try:
+        with open(os.path.join(work, name)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+bench = load("bench.json")
+
+
+def fnum(v, digits=None):
+    if v is None:
+        return "-"
+    if digits is not None:
+        return f"{v:.{digits}f}"
+    a = abs(v)
+    if a >= 1000:
+        return f"{v:.0f}"
+    if a >= 100:
+        return f"{v:.1f}"
+    if a >= 1:
+        return f"{v:.2f}"
+    return f"{v:.3f}"
+
+
+def value(report, scenario, metric, target=None):
+    if not report:
+        return None
+    for s in report["scenarios"]:
+        if s["name"] != scenario:
+            continue
+        for r in s["rows"]:
+            if r["metric"] == metric:
+                name = target or report["targets"][0]["name"]
+                return r["values"].get(name)
+    return None
+
+
+def flt(name):
+    try:
+        return float(E.get(name, ""))
+    except ValueError:
+        return None
+
+
+sha, dd, curl = flt("SHA_MBS"), flt("DD_MBS"), flt("CURL_MBS")
+wrk_rps, wrk_p99 = flt("WRK_RPS"), flt("WRK_P99")
+# The references measured in the same run, interleaved with the registries.
+ng_get = value(bench, "manifest-get", "req/s", "nginx")
+ng_get_p99 = value(bench, "manifest-get", "p99 ms", "nginx")
+ng_head = value(bench, "manifest-head", "req/s", "nginx")
+ng_head_p99 = value(bench, "manifest-head", "p99 ms", "nginx")
+ng_pull = value(bench, "pull-large", "MB/s", "nginx")
+disk_mono = value(bench, "push-large-mono", "MB/s", "disk")
+disk_chunked = value(bench, "push-large-chunked", "MB/s", "disk")
+
+rss = {}
+for line in E.get("RSS_LINES", "").splitlines():
+    parts = line.split()
+    if len(parts) == 3 and parts[2].isdigit():
+        rss.setdefault(parts[0], {})[parts[1]] = int(parts[2])
+run_hwm = {}
+for line in E.get("RUN_HWM", "").splitlines():
+    parts = line.split()
+    if len(parts) == 2 and parts[1].isdigit():
+        run_hwm[parts[0]] = int(parts[1])
+
+names = [t["name"] for t in bench["targets"]] if bench else []
+registries = [n for n in names if n not in ("nginx", "disk")]
+A = names[0] if names else "wharf"
+B = "distribution" if "distribution" in names else None
+
+
+def ratio(a, b):
+    return a / b if a is not None and b not in (None, 0) else None
+
+
+targets = []
+
+
+def target(what, goal, measured, r, ok):
+    targets.append((what, goal, measured, r, ok))
+
+
+size_label = "1 GiB" if not quick else f"{E['BIG_MIB']} MiB (quick)"
+for scen, label, ref in [("push-large-mono", "monolithic", disk_mono),
+                         ("push-large-chunked", "16 MiB chunks", disk_chunked)]:
+    w = value(bench, scen, "MB/s")
+    r = ratio(w, ref)
+    target(f"Blob push {size_label}, {label}, durable", ">= 0.8 x disk write + fdatasync",
+           f"{fnum(w)} MB/s vs {fnum(ref)} MB/s (dd alone: {fnum(dd)})", r, r is not None and r >= 0.8)
+w = value(bench, "pull-large", "MB/s")
+r = ratio(w, ng_pull)
+target(f"Blob pull {size_label}", ">= 0.8 x loopback (nginx sendfile)",
+       f"{fnum(w)} MB/s vs {fnum(ng_pull)} MB/s (curl alone: {fnum(curl)})", r, r is not None and r >= 0.8)
+for scen, label, ref in [("manifest-get", "GET", ng_get), ("manifest-head", "HEAD", ng_head)]:
+    w = value(bench, scen, "req/s")
+    p99 = value(bench, scen, "p99 ms")
+    r = ratio(w, ref)
+    target(f"Manifest {label} by tag, 32 connections", ">= 0.8 x nginx small file",
+           f"{fnum(w)} req/s vs {fnum(ref)} req/s (wrk alone: {fnum(wrk_rps)})", r,
+           r is not None and r >= 0.8)
+    target(f"Manifest {label} by tag, p99", "<= 5 ms", f"{fnum(p99)} ms", None,
+           p99 is not None and p99 <= 5.0)
+if B:
+    for scen, metric, label in [("push-small", "blobs/s", "Push of small blobs, 16 clients"),
+                                ("tag-push", "tags/s", "Tag (manifest) pushes, 16 clients")]:
+        w, d = value(bench, scen, metric), value(bench, scen, metric, B)
+        r = ratio(w, d)
+        target(label, f">= 10 x {B}", f"{fnum(w)} vs {fnum(d)} {metric}", r, r is not None and r >= 10)
+    w, d = run_hwm.get(A), run_hwm.get(B)
+    r = ratio(w, d)
+    target("Peak RSS over the whole run", f"<= 0.5 x {B}",
+           f"{fnum(w / 1024 if w else None)} MiB vs {fnum(d / 1024 if d else None)} MiB", r,
+           r is not None and r <= 0.5)
+small, large = E["RSS_SMALL"], E["RSS_LARGE"]
+a = rss.get(A, {})
+r = ratio(a.get(large), a.get(small))
+target(f"Peak RSS flat between a {small} and a {large} push", "within 10 %",
+       f"{fnum((a.get(small) or 0) / 1024)} MiB -> {fnum((a.get(large) or 0) / 1024)} MiB", r,
+       r is not None and r <= 1.10)
+p50 = value(bench, "tag-list", "page p50 ms")
+p99 = value(bench, "tag-list", "page p99 ms")
+target("Tag list page n=100 (10k tags), p50", "<= 2 ms", f"{fnum(p50)} ms (p99 {fnum(p99)} ms)", None,
+       p50 is not None and p50 <= 2.0)
+if B:
+    w, d = value(bench, "tag-list", "full p50 ms"), value(bench, "tag-list", "full p50 ms", B)
+    r = ratio(w, d)
+    target("Full tag list (10k tags), p50", f"<= {B}", f"{fnum(w)} ms vs {fnum(d)} ms", r,
+           r is not None and r <= 1.0)
+
+out = []
+w = out.append
+now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+w("# Performance\n")
+w(f"Generated by `benches/compare.sh{' --quick' if quick else ''}` on {now}; the script took "
+  f"{E['SCRIPT_SECS']} s. The numbers below are refreshed by running the script, never typed "
+  "by hand.\n")
+if quick:
+    w("**Quick run: small sizes and short durations; the targets are defined for the full run.**\n")
+w("## Reproduce\n")
+w("```sh\nbenches/compare.sh                # full run, rewrites this file\n"
+  "benches/compare.sh --quick        # smoke run, writes target/wharf-bench/performance.md\n"
+  "benches/compare.sh --with-ferro   # adds ferro-oci-server as a second peer\n```\n")
+w("The load generator works against any registry:\n")
+w("```sh\ncargo build --release -p wharf-benches --bin wharf-bench\n"
+  "target/release/wharf-bench http://127.0.0.1:5000                       # one registry\n"
+  "target/release/wharf-bench --compare http://A http://B --names a,b --json out.json\n"
+  "target/release/wharf-bench URL --quick --scenario push-small,manifest-get --user u --password p\n```\n")
+
+w("## Targets\n")
+w(f"Ratios from this one run ({A} against {B or 'the physical limits'} and the physical limits "
+  "measured by the same script).\n")
+w("| target | goal | measured | ratio | met |\n|---|---|---|---:|:---:|")
+for what, goal, measured, r, ok in targets:
+    w(f"| {what} | {goal} | {measured} | {fnum(r, 2) + ' x' if r is not None else ''} | "
+      f"{'yes' if ok else '**no**'} |")
+w("")
+
+if bench:
+    w("## Results\n")
+    w(f"`wharf-bench --compare` with {', '.join(names)}, {bench['config']['rounds']} rounds per "
+      "scenario, targets interleaved round by round (A B C, then C B A). Ratios are the first "
+      "column divided by the others: above 1 is better for rates and throughput, below 1 for "
+      "latencies, seconds, CPU and memory. `nginx` and `disk` are the physical references; "
+      "`-` means the scenario does not apply to them.\n")
+    head = ["scenario", "metric"] + names + [f"{A}/{n}" for n in names[1:]]
+    w("| " + " | ".join(head) + " |")
+    w("|---|---|" + "---:|" * (len(head) - 2))
+    for s in bench["scenarios"]:
+        first = True
+        for row in s["rows"]:
+            cells = [s["name"] if first else "", row["metric"]]
+            cells += [fnum(row["values"].get(n)) for n in names]
+            cells += [fnum(row["ratios"].get(n), 2) + " x" if row["ratios"].get(n) is not None else "-"
+                      for n in names[1:]]
+            w("| " + " | ".join(cells) + " |")
+            first = False
+        errs = {n: s["errors"].get(n, 0) for n in names}
+        if any(errs.values()) or s["first_error"]:
+            cells = [s["name"] if first else "", "errors"] + [
+                str(errs[n]) if n not in s["first_error"] or errs[n] else "failed" for n in names]
+            w("| " + " | ".join(cells + [""] * (len(names) - 1)) + " |")
+    w("")
+    for s in bench["scenarios"]:
+        for n, e in s["first_error"].items():
+            w(f"- {s['name']} on {n}: `{e[:300]}`")
+    w("")
+
+w("## Physical limits of this machine\n")
+w("Measured alone before the comparison with the usual tools, and again inside the comparison "
+  "as the `nginx` and `disk` reference targets, interleaved with the registries and measured "
+  "with the same client (the targets use the interleaved values).\n")
+w("| limit | how | alone, before | interleaved |\n|---|---|---:|---:|")
+w(f"| SHA-256, one core | `openssl speed -evp sha256 -bytes 16384` | {fnum(sha)} MB/s | |")
+w(f"| Durable sequential write | `dd bs=1M count={E['DD_MIB']} conv=fdatasync`; interleaved: write the blob to a file and `fdatasync` it | {fnum(dd)} MB/s | {fnum(disk_mono)} MB/s |")
+w(f"| Loopback HTTP, one stream | nginx `sendfile` of a {E['BIG_MIB']} MiB file; alone: `curl -o /dev/null` (median of 3) | {fnum(curl)} MB/s | {fnum(ng_pull)} MB/s |")
+w(f"| Small-file GET rate, 32 connections | nginx, 1200-byte file; alone: `wrk -t2 -c32 -d{E['WRK_SECS']}s` | {fnum(wrk_rps)} req/s (p99 {fnum(wrk_p99)} ms) | {fnum(ng_get)} req/s (p99 {fnum(ng_get_p99)} ms) |")
+w(f"| Small-file HEAD rate, 32 connections | nginx, the same file | | {fnum(ng_head)} req/s (p99 {fnum(ng_head_p99)} ms) |")
+w("")
+
+w("## Memory\n")
+w("Peak resident set size (`VmHWM` of the server process).\n")
+w(f"| registry | whole comparison run | fresh process, one {small} push | fresh process, one {large} push | ratio |")
+w("|---|---:|---:|---:|---:|")
+for n in registries or list(rss):
+    a = rss.get(n, {})
+    r = ratio(a.get(large), a.get(small))
+    hw = run_hwm.get(n)
+    mib = lambda kib: f"{fnum(kib / 1024)} MiB" if kib else "failed"
+    w(f"| {n} | {mib(hw)} | {mib(a.get(small))} | {mib(a.get(large))} | {fnum(r, 2)} |")
+w("")
+
+w("## Machine\n")
+w(f"- CPU: {E['CPU_MODEL']}, {E['CPUS']} logical cores; memory {E['MEM_GIB']} GiB; {E['KERNEL']}")
+w(f"- Data directories and the dd file: {E['DATA_FS']}")
+w(f"- Load average at start {E['LOAD_START']}, at the end {E['LOAD_END']} (a shared machine: "
+  "the interleaving keeps the ratios fair, absolute numbers move with the load)")
+w(f"- Wharf: {E['WHARF_VERSION']}; Distribution: {E['DIST_VERSION']}"
+  + (f"; ferro-oci-server {E['FERRO_VERSION']}" if E.get("FERRO_VERSION") else ""))
+w(f"- {E['NGINX_VERSION']}; {E['WRK_VERSION']}; {E['OPENSSL_VERSION']}; {E['RUSTC_VERSION']}")
+if E.get("FERRO_NOTE"):
+    w(f"- ferro-oci-server: {E['FERRO_NOTE']}")
+w("")
+
+w("""## Method
+
+- **One script, one run.** `benches/compare.sh` builds Wharf in release mode,
+  measures the physical limits, then starts every registry as a fresh process
+  on a fresh data directory in the same temporary directory (same filesystem
+  as the `dd` test), runs `wharf-bench --compare` against all of them, reads
+  each server's peak RSS, stops everything and writes this file.
+- **Equivalent configurations.** Wharf: defaults (filesystem storage, deletes
+  on), log level `warn`, access log off. Distribution (Debian's
+  `docker-registry`): filesystem storage, deletes on, redirects off, in-memory
+  blob descriptor cache, log level `warn`, access log off, no auth.
+  ferro-oci-server (with `--with-ferro`): its own `serve` with
+  `FERRO_OCI_STORAGE_DIR` (blobs on disk, metadata in memory), built outside
+  the workspace so it never becomes a dependency of Wharf.
+- **Fair on a noisy machine.** Each scenario runs in rounds; the targets
+  take turns within a round and the order flips every round (A B C, then
+  C B A), so a change in background load hits every target alike. Rate
+  scenarios split their duration across rounds; count scenarios repeat their
+  count per round.
+- **Physical limits in the same rounds.** Besides the registries, the
+  comparison has two reference targets: `nginx` (`static+http://`; the
+  manifest scenarios fetch a 1200-byte file, `pull-large` the large file,
+  served with `sendfile`) and `disk` (`file://`; the large-push scenarios
+  write the same blob bytes to a file and `fdatasync` it, as `dd
+  conv=fdatasync` does). The targets are judged against these interleaved
+  values; `dd`, `curl` and `wrk` run alone before the comparison and are
+  shown for reference.
+- **The client is not the bottleneck.** wharf-bench uses hyper's HTTP/1.1
+  connection API directly (one task and one keep-alive connection per client),
+  sends bodies as `Bytes` slices of one pre-generated random buffer (a unique
+  64-byte prefix per blob makes every digest distinct), computes every digest
+  before the timed part, and discards downloaded bytes without copying. The
+  physical-limit table shows the same client against nginx next to curl and
+  wrk. Client and servers share the machine's cores, as wrk and nginx do.
+- **Scenarios.**
+  `push-large-mono`: one blob, `POST` then a single `PUT` of the whole body,
+  timed from the `POST` to the `201`. `push-large-chunked`: the same in 16 MiB
+  `PATCH`es and a closing `PUT`. `pull-large`: `GET` of the large blob, three
+  times per round. `push-small`: 2000 blobs of 4 KiB per round (`POST` +
+  `PUT` each) by 16 clients into one repository. `manifest-get` /
+  `manifest-head`: a 1200-byte OCI manifest by tag on 32 connections for
+  10 s in all. `tag-push`: 5000 distinct manifests, each under its own tag, by
+  16 clients. `tag-list`: a repository with 10,000 tags; page latency is
+  `?n=100` at a random `last` (one request in eight is the first page), full
+  latency follows `Link` headers to the end (Distribution 2.8 ignores `n`
+  and always returns every tag, as its `tags per page` row shows). `mixed`:
+  16 clients each push an image (config, two 256 KiB layers, `HEAD` before each
+  blob as clients do, then the manifest) into one of 20 repositories, then
+  pull four random pushed images (manifest by tag, every blob) for 10 s.
+- **Durability.** A `201` from Wharf means the bytes were `fdatasync`ed,
+  renamed into place, the directory synced and the metadata committed
+  (`docs/operations.md`), so its push throughput is compared with the
+  `disk` reference: the same bytes written to a file and `fdatasync`ed.
+- **Server rows.** wharf-bench is given each server's process id and reads
+  `/proc/PID/stat` around every round: `server CPU ms/op` is the server's
+  CPU time (user + system) per measured operation, `server cores busy` its
+  average parallelism over the round, `server peak RSS MiB` its `VmHWM` after
+  the scenario (it only grows, so a jump shows which scenario raised it).
+- **Memory.** `VmHWM` of each server over the whole comparison run; and, for
+  the growth check, one fresh server process per blob size doing a single
+  monolithic push.
+""")
+
+with open(E["OUT"], "w") as f:
+    f.write("\n".join(out).rstrip() + "\n")
+PY
+echo "compare.sh: done in ${SCRIPT_SECS}s; report in $OUT" >&2
+exit "$BENCH_STATUS"
