@@ -48,6 +48,12 @@ impl Authorizer for TokenOnly {
 /// Serves a registry on 127.0.0.1:0 (with a `/token` endpoint giving the
 /// token to `user:secret` when `with_token`); returns its URL.
 async fn serve(with_token: bool) -> String {
+    serve_with(with_token, u64::MAX).await
+}
+
+/// [`serve`], refusing (`413`) any single `PUT` body larger than `max_put`
+/// bytes, as some registries do.
+async fn serve_with(with_token: bool, max_put: u64) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -69,6 +75,21 @@ async fn serve(with_token: bool) -> String {
                 let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                     let registry = registry.clone();
                     async move {
+                        let declared = req
+                            .headers()
+                            .get(http::header::CONTENT_LENGTH)
+                            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+                        if req.method() == http::Method::PUT
+                            && declared.is_some_and(|n| n > max_put)
+                        {
+                            let mut resp = Response::new(
+                                Full::new(Bytes::from_static(b"{}"))
+                                    .map_err(|e: Infallible| -> std::io::Error { match e {} })
+                                    .boxed_unsync(),
+                            );
+                            *resp.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+                            return Ok::<_, Infallible>(resp);
+                        }
                         if req.uri().path() == "/token" {
                             // base64("user:secret")
                             let ok = req
@@ -272,4 +293,24 @@ async fn references_join_a_comparison() {
     assert!(get("push-small", "blobs/s", "registry").unwrap() > 0.0);
     // The disk reference leaves nothing behind.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_large_after_a_refused_single_request_push() {
+    // Refuses single-request bodies over 2 MiB; 1 MiB chunks pass.
+    let url = serve_with(false, 2 << 20).await;
+    let mut cfg = quick();
+    cfg.rounds = 1;
+    cfg.scenarios = vec![Scenario::PushLargeMono, Scenario::PullLarge];
+    let report = bench::run(&cfg, vec![Target::new("strict", &url, None).unwrap()]).await;
+    let mono = &report.scenarios[0];
+    assert!(
+        mono.first_error["strict"].contains("413"),
+        "{:?}",
+        mono.first_error
+    );
+    // The blob to download was pushed in chunks instead.
+    let pull = &report.scenarios[1];
+    assert!(pull.first_error.is_empty(), "{:?}", pull.first_error);
+    assert_eq!(pull.ops["strict"], cfg.pull_count as u64);
 }

@@ -150,7 +150,12 @@ async fn setup(ctx: &Ctx, sc: Scenario, t: &Arc<Target>, st: &mut State) -> Resu
             let p = Arc::new(Progress::default());
             let ticker = Ticker::start(label, p.clone(), ctx.cfg.quiet);
             let mut conn = Conn::new(t.clone()).with_progress(p);
-            let r = push_mono(&mut conn, &repo, &blob).await;
+            // Some registries refuse a large single-request body (413):
+            // chunks then, so the download can still be measured.
+            let r = match push_mono(&mut conn, &repo, &blob).await {
+                Ok(()) => Ok(()),
+                Err(_) => push_chunked(&mut conn, &repo, &blob, ctx.cfg.chunk.max(1)).await,
+            };
             ticker.finish();
             r?;
             st.large = Some((repo, blob.digest, blob.size));
