@@ -105,10 +105,28 @@ use crate::{
 ///
 /// Adding a case means adding its function to the list here, so every
 /// backend runs it.
+///
+/// Attributes written before the expression and a `;` are put on every
+/// generated test, e.g. `conformance_tests!(#[ignore = "needs an S3
+/// server"]; fixture)` for a backend whose service only CI starts.
 #[macro_export]
 macro_rules! conformance_tests {
-    ($fixture:expr $(,)?) => {
-        $crate::conformance_tests!(@cases ($fixture)
+    (@cases [$($meta:tt)*] ($fixture:expr)) => {};
+    (@cases [$($meta:tt)*] ($fixture:expr) $case:ident $($rest:ident)*) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        $($meta)*
+        async fn $case() {
+            let fixture = $fixture;
+            $crate::conformance::run_case(
+                stringify!($case),
+                $crate::conformance::$case(&fixture),
+            )
+            .await;
+        }
+        $crate::conformance_tests!(@cases [$($meta)*] ($fixture) $($rest)*);
+    };
+    (@cases [$($meta:tt)*] @all ($fixture:expr)) => {
+        $crate::conformance_tests!(@cases [$($meta)*] ($fixture)
             backend_blobs
             backend_blob_put_with_meta
             backend_staged_writes
@@ -130,18 +148,11 @@ macro_rules! conformance_tests {
             model
         );
     };
-    (@cases ($fixture:expr) $($case:ident)+) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                let fixture = $fixture;
-                $crate::conformance::run_case(
-                    stringify!($case),
-                    $crate::conformance::$case(&fixture),
-                )
-                .await;
-            }
-        )+
+    ($(#[$meta:meta])+ ; $fixture:expr $(,)?) => {
+        $crate::conformance_tests!(@cases [$(#[$meta])+] @all ($fixture));
+    };
+    ($fixture:expr $(,)?) => {
+        $crate::conformance_tests!(@cases [] @all ($fixture));
     };
 }
 
