@@ -59,3 +59,12 @@ fi
 if ! command -v cargo-fuzz >/dev/null 2>&1; then
     cargo install --locked cargo-fuzz
 fi
+
+# Garage, the S3-compatible object store the S3 backend's tests run a
+# three-node cluster of (crates/wharf-storage-s3/src/testing.rs). Building
+# it takes about 25 minutes on two cores, so a binary already in
+# ~/.cargo/bin (cached between runs) is kept.
+GARAGE_VERSION=2.5.0
+if [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/garage" ]; then
+    cargo install --locked garage --version "$GARAGE_VERSION"
+fi
