@@ -305,6 +305,17 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// crash part-way leaves a prefix applied.
     async fn meta_apply(&self, ops: Vec<MetaOp>) -> BackendResult<()>;
 
+    /// Applies operations like [`Backend::meta_apply`] (atomically, and
+    /// visible to every later read when the call returns), but without
+    /// waiting for them to be durable: a crash soon after may lose the whole
+    /// batch (never part of it). Later durable writes persist it. For
+    /// records whose loss is harmless, such as a new upload session (a
+    /// client that finds it gone starts again). The default is
+    /// [`Backend::meta_apply`].
+    async fn meta_apply_relaxed(&self, ops: Vec<MetaOp>) -> BackendResult<()> {
+        self.meta_apply(ops).await
+    }
+
     /// Lists records whose key starts with `prefix`, in key order.
     async fn meta_list(&self, prefix: &str, options: ListOptions) -> BackendResult<Vec<MetaEntry>>;
 

@@ -124,6 +124,26 @@ impl Store {
                 .resolve(info.size)
                 .ok_or_else(|| range_error(r, info.size))?,
         };
+        if info.size <= self.config.small_blob_bytes {
+            // Small blobs are read whole into memory anyway (the filesystem
+            // backend keeps them in its database): verifying them costs one
+            // hash, and storage corruption becomes an error instead of
+            // wrong bytes served as the digest.
+            let data = self.verified_bytes(repo, digest).await?;
+            if data.len() as u64 != info.size {
+                return Err(StoreError::Corrupt(format!(
+                    "{digest} is recorded as {} bytes but {} are stored",
+                    info.size,
+                    data.len()
+                )));
+            }
+            let part = data.slice(range.start as usize..range.end as usize);
+            return Ok(BlobReader {
+                size: info.size,
+                range,
+                stream: Box::pin(futures::stream::iter([Ok(part)])),
+            });
+        }
         let whole = range.start == 0 && range.end == info.size;
         let stream = match self
             .backend
@@ -144,6 +164,22 @@ impl Store {
             range,
             stream,
         })
+    }
+
+    /// The whole content of a blob, checked against its digest.
+    async fn verified_bytes(&self, repo: &RepositoryName, digest: &Digest) -> StoreResult<Bytes> {
+        let data = match self.backend.blob_bytes(digest).await {
+            Ok(b) => b,
+            Err(e) if e.is_not_found() => {
+                return Err(StoreError::BlobUnknown {
+                    repo: repo.clone(),
+                    digest: digest.clone(),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        verify_stored(digest, &data)?;
+        Ok(data)
     }
 
     /// Unlinks a blob from `repo`. The content itself is removed by garbage
@@ -281,22 +317,7 @@ impl Store {
         body: Body,
         len: u64,
     ) -> StoreResult<BlobInfo> {
-        let (mut stream, hashed) = hashing(body, Digester::new(digest.algorithm()), Some(len));
-        let mut chunks: Vec<Bytes> = Vec::new();
-        while let Some(chunk) = stream.next().await {
-            chunks.push(chunk?);
-        }
-        hashed.verify(digest, Some(len))?;
-        let data = match <[Bytes; 1]>::try_from(chunks) {
-            Ok([one]) => one,
-            Err(chunks) => {
-                let mut buf = bytes::BytesMut::with_capacity(usize::try_from(len).unwrap_or(0));
-                for c in chunks {
-                    buf.extend_from_slice(&c);
-                }
-                buf.freeze()
-            }
-        };
+        let data = read_verified(body, digest, len).await?;
         self.backend
             .blob_put_with_meta(digest, data, Self::link_ops(repo, digest))
             .await?;
@@ -314,6 +335,20 @@ impl Store {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// Checks bytes read from storage against the digest they are stored
+/// under: a mismatch is corruption in storage.
+pub(crate) fn verify_stored(digest: &Digest, data: &[u8]) -> StoreResult<()> {
+    let mut d = Digester::new(digest.algorithm());
+    d.update(data);
+    let actual = d.finish();
+    if &actual != digest {
+        return Err(StoreError::Corrupt(format!(
+            "the content of {digest} hashes to {actual}; run `wharf fsck`"
+        )));
+    }
+    Ok(())
 }
 
 pub(crate) fn range_error(r: ByteRange, size: u64) -> StoreError {
@@ -448,4 +483,26 @@ impl Stream for HashingStream {
             }
         }
     }
+}
+
+/// Reads a body declared to be `len` (small) bytes into memory, failing as
+/// soon as it overruns `len`, and verifies it against `digest`.
+pub(crate) async fn read_verified(body: Body, digest: &Digest, len: u64) -> StoreResult<Bytes> {
+    let (mut stream, hashed) = hashing(body, Digester::new(digest.algorithm()), Some(len));
+    let mut chunks: Vec<Bytes> = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        chunks.push(chunk?);
+    }
+    hashed.verify(digest, Some(len))?;
+    let data = match <[Bytes; 1]>::try_from(chunks) {
+        Ok([one]) => one,
+        Err(chunks) => {
+            let mut buf = bytes::BytesMut::with_capacity(usize::try_from(len).unwrap_or(0));
+            for c in chunks {
+                buf.extend_from_slice(&c);
+            }
+            buf.freeze()
+        }
+    };
+    Ok(data)
 }

@@ -1798,6 +1798,53 @@ pub async fn chunked_uploads(fixture: &impl Fixture) {
         "reads back"
     );
 
+    // A fresh session completed by one final chunk (a monolithic push as
+    // POST then PUT): a wrong digest or a short body leaves nothing
+    // readable and the session open at 0; the right one completes it and
+    // ends the session.
+    let data_m = pattern(6000, 61);
+    let d_m = sha256(&data_m);
+    let id_m = ok(store.start_upload(&r).await, "start").id;
+    err(
+        store
+            .complete_upload(&r, &id_m, &wrong, final_chunk(None, &data_m, 3))
+            .await,
+        "one-chunk complete with a wrong digest",
+    );
+    let short = FinalChunk {
+        start: Some(0),
+        body: chunked(&data_m.slice(..5000), 2),
+        declared_len: Some(len_of(&data_m)),
+    };
+    err(
+        store.complete_upload(&r, &id_m, &d_m, Some(short)).await,
+        "one-chunk complete with a short body",
+    );
+    assert_blob_unknown(
+        store.stat_blob(&r, &d_m).await,
+        &d_m,
+        "after failed completes",
+    );
+    assert_eq!(
+        ok(store.upload_status(&r, &id_m).await, "status"),
+        status(id_m, 0),
+        "failed one-chunk completes leave the session at 0"
+    );
+    ok(
+        store
+            .complete_upload(&r, &id_m, &d_m, final_chunk(Some(0), &data_m, 2))
+            .await,
+        "one-chunk complete",
+    );
+    assert!(
+        read_blob(&store, &r, &d_m, None).await == data_m,
+        "one-chunk upload reads back"
+    );
+    assert!(
+        store.upload_status(&r, &id_m).await.is_err(),
+        "a completed session is gone"
+    );
+
     // Completing without a final chunk.
     let data3 = pattern(33_333, 7);
     let d3 = sha256(&data3);

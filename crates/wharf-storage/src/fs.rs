@@ -680,6 +680,8 @@ fn decode_record(key: &str, record: Vec<u8>) -> BackendResult<(SystemTime, Bytes
 struct Batch {
     blob: Option<BlobChange>,
     ops: Vec<MetaOp>,
+    /// The caller does not need the batch durable when it returns.
+    relaxed: bool,
 }
 
 /// A change to the inline blobs.
@@ -697,7 +699,19 @@ enum BlobChange {
 
 impl Batch {
     fn meta(ops: Vec<MetaOp>) -> Batch {
-        Batch { blob: None, ops }
+        Batch {
+            blob: None,
+            ops,
+            relaxed: false,
+        }
+    }
+
+    fn blob(change: BlobChange, ops: Vec<MetaOp>) -> Batch {
+        Batch {
+            blob: Some(change),
+            ops,
+            relaxed: false,
+        }
     }
 
     /// Bytes the batch adds to a transaction (roughly).
@@ -714,11 +728,13 @@ impl Batch {
         })
     }
 
-    /// Whether the caller waits for durability. Only the removal of an
-    /// inline blob, on its own, does not (like the removal of a blob file,
-    /// it is not fsynced; the next durable commit persists it).
+    /// Whether the caller waits for durability. A relaxed batch does not,
+    /// nor does the removal of an inline blob on its own (like the removal
+    /// of a blob file, it is not fsynced); the next durable commit persists
+    /// them.
     fn durable(&self) -> bool {
-        !(self.ops.is_empty() && matches!(self.blob, Some(BlobChange::Delete { .. })))
+        !(self.relaxed
+            || (self.ops.is_empty() && matches!(self.blob, Some(BlobChange::Delete { .. }))))
     }
 }
 
@@ -1501,14 +1517,14 @@ impl Shared {
             drop(file);
             submit(
                 writer,
-                Batch {
-                    blob: Some(BlobChange::Put {
+                Batch::blob(
+                    BlobChange::Put {
                         key: digest.to_string(),
                         data,
                         file: self.blob_path(digest),
-                    }),
-                    ops: Vec::new(),
-                },
+                    },
+                    Vec::new(),
+                ),
             )?
             .blocking_recv()
             .map_err(|_| writer_stopped())??;
@@ -1862,12 +1878,7 @@ impl Backend for FsBackend {
                 file: shared.blob_path(digest),
                 data,
             };
-            return self
-                .write(Batch {
-                    blob: Some(blob),
-                    ops,
-                })
-                .await;
+            return self.write(Batch::blob(blob, ops)).await;
         }
         let inner = shared.clone();
         let owned = digest.clone();
@@ -1885,11 +1896,8 @@ impl Backend for FsBackend {
         .await?;
         if inline {
             let key = digest.to_string();
-            self.write(Batch {
-                blob: Some(BlobChange::Delete { key }),
-                ops: Vec::new(),
-            })
-            .await?;
+            self.write(Batch::blob(BlobChange::Delete { key }, Vec::new()))
+                .await?;
         }
         Ok(())
     }
@@ -2063,6 +2071,15 @@ impl Backend for FsBackend {
             return Ok(());
         }
         self.write(Batch::meta(ops)).await
+    }
+
+    async fn meta_apply_relaxed(&self, ops: Vec<MetaOp>) -> BackendResult<()> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let mut batch = Batch::meta(ops);
+        batch.relaxed = true;
+        self.write(batch).await
     }
 
     async fn meta_list(&self, prefix: &str, options: ListOptions) -> BackendResult<Vec<MetaEntry>> {
@@ -3265,6 +3282,36 @@ mod tests {
         let d = Digest::sha256(b"new");
         b.blob_put(&d, Bytes::from_static(b"new")).await.unwrap();
         assert_eq!(placement(&b, &d), (false, true));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn relaxed_writes_are_visible_at_once_and_kept_on_close() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = FsBackend::open(dir.path()).unwrap();
+        b.meta_apply_relaxed(vec![MetaOp::Put(key("lazy/a"), Bytes::from_static(b"1"))])
+            .await
+            .unwrap();
+        assert_eq!(
+            b.meta_value(&key("lazy/a")).await.unwrap().unwrap(),
+            &b"1"[..]
+        );
+        // Grouped with a durable write, it becomes durable with it.
+        b.meta_put(key("lazy/b"), Bytes::from_static(b"2"))
+            .await
+            .unwrap();
+        b.meta_apply_relaxed(vec![MetaOp::Put(key("lazy/c"), Bytes::from_static(b"3"))])
+            .await
+            .unwrap();
+        // A clean close keeps relaxed writes too.
+        drop(b);
+        let b = FsBackend::open(dir.path()).unwrap();
+        for (k, v) in [("lazy/a", "1"), ("lazy/b", "2"), ("lazy/c", "3")] {
+            assert_eq!(
+                b.meta_value(&key(k)).await.unwrap().unwrap(),
+                v.as_bytes(),
+                "{k}"
+            );
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -209,6 +209,7 @@ impl Store {
                     }
                     Err(e) => return Err(e.into()),
                 };
+                crate::blobs::verify_stored(&info.digest, &b)?;
                 self.cache_manifest(&info.digest, &b);
                 b
             }

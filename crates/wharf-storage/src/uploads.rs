@@ -65,7 +65,14 @@ impl Store {
             hash: Digester::new(Algorithm::Sha256).save_state(),
             started: unix_secs(SystemTime::now()),
         };
-        self.save_upload(&id, &state).await?;
+        // Not waited on to be durable: a session lost in a crash before
+        // its first chunk answers BLOB_UPLOAD_UNKNOWN and the client starts
+        // again, which costs less than an fsync for every push.
+        let raw = serde_json::to_vec(&state)
+            .map_err(|e| StoreError::Corrupt(format!("upload state: {e}")))?;
+        self.backend
+            .meta_apply_relaxed(vec![MetaOp::Put(keys::upload(&id), Bytes::from(raw))])
+            .await?;
         Ok(UploadStatus { id, offset: 0 })
     }
 
@@ -120,6 +127,64 @@ impl Store {
     ) -> StoreResult<BlobInfo> {
         let _guard = self.lock_upload(id).await;
         let state = self.load_upload(repo, id).await?;
+        if let Some(chunk) = last {
+            match self.complete_small(repo, id, &state, digest, chunk).await? {
+                Ok(done) => return Ok(done),
+                Err(chunk) => {
+                    return self
+                        .complete_staged(repo, id, &state, digest, Some(chunk))
+                        .await;
+                }
+            }
+        }
+        self.complete_staged(repo, id, &state, digest, None).await
+    }
+
+    /// Completes a session that has nothing staged with a small final chunk
+    /// of declared length (a monolithic push through POST then PUT), in
+    /// memory: the blob, its link and the session's removal are one backend
+    /// step. Gives the chunk back when the session does not qualify.
+    async fn complete_small(
+        &self,
+        repo: &RepositoryName,
+        id: &UploadId,
+        state: &UploadState,
+        digest: &Digest,
+        chunk: FinalChunk,
+    ) -> StoreResult<Result<BlobInfo, FinalChunk>> {
+        let small = |len: u64| len > 0 && len <= self.config.small_blob_bytes;
+        let qualifies = state.offset == 0
+            && matches!(chunk.start, None | Some(0))
+            && chunk.declared_len.is_some_and(small);
+        let (true, Some(len)) = (qualifies, chunk.declared_len) else {
+            return Ok(Err(chunk));
+        };
+        let data = crate::blobs::read_verified(chunk.body, digest, len).await?;
+        let mut ops = Self::link_ops(repo, digest);
+        ops.push(MetaOp::Delete(keys::upload(id)));
+        self.backend.blob_put_with_meta(digest, data, ops).await?;
+        // Nothing was appended, but an earlier failed append may have left
+        // a partial stage behind. The blob is stored either way; a stage
+        // left by a failure here is removed with abandoned uploads.
+        if let Err(e) = self.backend.stage_abort(id).await {
+            tracing::warn!(upload = %id, error = %e, "could not remove an upload's stage");
+        }
+        Ok(Ok(BlobInfo {
+            digest: digest.clone(),
+            size: len,
+        }))
+    }
+
+    /// Completes a session through its stage.
+    async fn complete_staged(
+        &self,
+        repo: &RepositoryName,
+        id: &UploadId,
+        state: &UploadState,
+        digest: &Digest,
+        last: Option<FinalChunk>,
+    ) -> StoreResult<BlobInfo> {
+        let state = state.clone();
         let digester = match last {
             Some(chunk) => {
                 self.append_chunk(id, &state, chunk.start, chunk.body, chunk.declared_len)
