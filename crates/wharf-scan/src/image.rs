@@ -44,7 +44,7 @@ pub async fn inventory(
         let mut seen = std::collections::HashSet::new();
         for child in manifest.manifests().iter().take(MAX_INDEX_CHILDREN) {
             let m = get_manifest(store, repo, &child.digest).await?;
-            if m.kind().is_index() || m.artifact_type().is_some() {
+            if m.kind().is_index() || !is_scannable(&m) {
                 continue;
             }
             let inv = read_layers(store, repo, m.layers().to_vec(), limits).await?;
@@ -82,16 +82,15 @@ async fn get_manifest(
 /// Whether a manifest is something to scan: an image or an index, not an
 /// artifact (SBOMs, signatures, reports).
 pub fn is_scannable(manifest: &Manifest) -> bool {
-    if manifest.artifact_type().is_some() || manifest.subject().is_some() {
+    if manifest.subject().is_some() {
         return false;
     }
-    if manifest.kind().is_index() {
-        return true;
-    }
-    manifest.config().is_some_and(|c| {
-        let mt = c.media_type.as_str();
-        mt == wharf_types::media_type::OCI_IMAGE_CONFIG
-            || mt == wharf_types::media_type::DOCKER_CONFIG
+    // For image manifests the artifact type falls back to the config's
+    // media type: images have an image config.
+    manifest.artifact_type().is_none_or(|t| {
+        let t = t.as_str();
+        t == wharf_types::media_type::OCI_IMAGE_CONFIG
+            || t == wharf_types::media_type::DOCKER_CONFIG
     })
 }
 

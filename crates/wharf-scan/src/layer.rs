@@ -123,6 +123,7 @@ impl LayerStack {
         let bounded = Bounded {
             inner: decompressed,
             remaining: self.limits.max_layer_bytes,
+            limit: self.limits.max_layer_bytes,
         };
         let mut archive = tar::Archive::new(bounded);
         let entries = archive.entries().map_err(|e| err(e.to_string()))?.raw(true);
@@ -382,6 +383,7 @@ struct LayerTooLarge(u64);
 struct Bounded<R> {
     inner: R,
     remaining: u64,
+    limit: u64,
 }
 
 impl<R: Read> Read for Bounded<R> {
@@ -392,7 +394,7 @@ impl<R: Read> Read for Bounded<R> {
                 self.remaining = r;
                 Ok(n)
             }
-            None => Err(std::io::Error::other(LayerTooLarge(self.remaining))),
+            None => Err(std::io::Error::other(LayerTooLarge(self.limit))),
         }
     }
 }
@@ -523,7 +525,7 @@ mod tests {
         assert_eq!(normalize("./"), None);
         assert_eq!(
             pax_value(
-                b"30 mtime=1700000000.123456789\n26 path=var/lib/dpkg/status\n",
+                b"30 mtime=1700000000.123456789\n28 path=var/lib/dpkg/status\n",
                 "path"
             ),
             Some(b"var/lib/dpkg/status".to_vec())

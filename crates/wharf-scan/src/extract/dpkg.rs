@@ -26,7 +26,7 @@ pub fn parse_status(text: &str, location: &str, all_installed: bool) -> Vec<Pack
             continue;
         };
         if !all_installed
-            && !get("Status").is_some_and(|s| s.split_whitespace().nth(2) == Some("installed"))
+            && get("Status").is_none_or(|s| s.split_whitespace().nth(2) != Some("installed"))
         {
             continue;
         }

@@ -118,7 +118,7 @@ pub fn build_test_elf(sections: &[(&str, &[u8])]) -> Vec<u8> {
     }
     placed.push((out.len() as u64, names.len() as u64));
     out.extend_from_slice(&names);
-    while out.len() % 8 != 0 {
+    while !out.len().is_multiple_of(8) {
         out.push(0);
     }
     let shoff = out.len() as u64;
