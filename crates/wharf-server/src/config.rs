@@ -67,6 +67,8 @@ pub(crate) enum StorageKind {
     Fs,
     /// Process memory (lost on exit).
     Memory,
+    /// An S3-compatible bucket (`s3_*` keys); several nodes may share it.
+    S3,
 }
 
 /// `[storage]`
@@ -79,6 +81,27 @@ pub(crate) struct StorageConfig {
     pub(crate) path: PathBuf,
     /// Bytes of manifests cached in memory.
     pub(crate) manifest_cache_bytes: usize,
+    /// S3 API base URL for `s3`; empty: AWS S3 in `s3_region`.
+    pub(crate) s3_endpoint: String,
+    /// Signing region (Garage: its `s3_region`); empty: `AWS_REGION`.
+    pub(crate) s3_region: String,
+    /// Bucket for `s3`; it must exist.
+    pub(crate) s3_bucket: String,
+    /// Key prefix inside the bucket.
+    pub(crate) s3_prefix: String,
+    /// Access key id; empty: `AWS_ACCESS_KEY_ID`.
+    pub(crate) s3_access_key_id: String,
+    /// Secret key; empty: `AWS_SECRET_ACCESS_KEY`. Never printed.
+    #[serde(serialize_with = "redacted")]
+    pub(crate) s3_secret_access_key: String,
+    /// Path-style addressing (most S3-compatible servers need it).
+    pub(crate) s3_path_style: bool,
+    /// Seconds a request may take (and a streamed body may stall).
+    pub(crate) s3_timeout_secs: u64,
+    /// Seconds a connection may take to open.
+    pub(crate) s3_connect_timeout_secs: u64,
+    /// Retries of idempotent requests after failures, with backoff.
+    pub(crate) s3_max_retries: u32,
 }
 
 impl Default for StorageConfig {
@@ -87,8 +110,43 @@ impl Default for StorageConfig {
             kind: StorageKind::Fs,
             path: PathBuf::from("./wharf-data"),
             manifest_cache_bytes: 8 << 20,
+            s3_endpoint: String::new(),
+            s3_region: String::new(),
+            s3_bucket: String::new(),
+            s3_prefix: String::new(),
+            s3_access_key_id: String::new(),
+            s3_secret_access_key: String::new(),
+            s3_path_style: true,
+            s3_timeout_secs: 60,
+            s3_connect_timeout_secs: 5,
+            s3_max_retries: 3,
         }
     }
+}
+
+impl StorageConfig {
+    /// The S3 backend's settings.
+    pub(crate) fn s3(&self) -> wharf_storage_s3::S3Config {
+        let mut c = wharf_storage_s3::S3Config::new(
+            self.s3_endpoint.clone(),
+            self.s3_region.clone(),
+            self.s3_bucket.clone(),
+        );
+        c.prefix = self.s3_prefix.clone();
+        c.access_key_id = self.s3_access_key_id.clone();
+        c.secret_access_key = self.s3_secret_access_key.clone();
+        c.path_style = self.s3_path_style;
+        c.timeout = std::time::Duration::from_secs(self.s3_timeout_secs);
+        c.connect_timeout = std::time::Duration::from_secs(self.s3_connect_timeout_secs);
+        c.max_retries = self.s3_max_retries;
+        c
+    }
+}
+
+/// Prints a secret as `<redacted>` (empty stays empty, so the defaults
+/// still name the key for environment overrides).
+fn redacted<S: serde::Serializer>(secret: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(if secret.is_empty() { "" } else { "<redacted>" })
 }
 
 /// `[registry]`
@@ -337,6 +395,11 @@ impl Config {
         if self.storage.kind == StorageKind::Fs && self.storage.path.as_os_str().is_empty() {
             return invalid("storage.path must be set for fs storage".into());
         }
+        if self.storage.kind == StorageKind::S3
+            && let Err(e) = self.storage.s3().resolve()
+        {
+            return invalid(format!("storage (s3): {e}"));
+        }
         if self.gc.interval_secs > 0 && self.gc.grace_secs < 4 {
             return invalid(
                 "gc.grace_secs must be at least 4 when online GC is on (pushes in flight need time; hours are typical)"
@@ -436,6 +499,45 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn s3_storage_from_env_and_secret_never_printed() {
+        let c = Config::load(
+            None,
+            env(&[
+                ("WHARF_STORAGE__KIND", "s3"),
+                ("WHARF_STORAGE__S3_ENDPOINT", "http://127.0.0.1:3900"),
+                ("WHARF_STORAGE__S3_REGION", "garage"),
+                ("WHARF_STORAGE__S3_BUCKET", "registry"),
+                ("WHARF_STORAGE__S3_PREFIX", "wharf/"),
+                ("WHARF_STORAGE__S3_ACCESS_KEY_ID", "GK0123"),
+                ("WHARF_STORAGE__S3_SECRET_ACCESS_KEY", "very-secret"),
+                ("WHARF_STORAGE__S3_MAX_RETRIES", "5"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.storage.kind, StorageKind::S3);
+        let s3 = c.storage.s3();
+        assert_eq!(s3.bucket, "registry");
+        assert_eq!(s3.object_prefix(), "wharf/");
+        assert_eq!(s3.max_retries, 5);
+        assert_eq!(s3.secret_access_key, "very-secret");
+        let printed = c.to_toml();
+        assert!(!printed.contains("very-secret"), "{printed}");
+        assert!(printed.contains("s3_secret_access_key = \"<redacted>\""));
+        // No bucket: rejected before anything starts.
+        let e = Config::load(
+            None,
+            env(&[
+                ("WHARF_STORAGE__KIND", "s3"),
+                ("WHARF_STORAGE__S3_REGION", "garage"),
+                ("WHARF_STORAGE__S3_ACCESS_KEY_ID", "a"),
+                ("WHARF_STORAGE__S3_SECRET_ACCESS_KEY", "b"),
+            ]),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("bucket"), "{e}");
     }
 
     #[test]

@@ -257,6 +257,10 @@ fn open_store(config: &Config) -> Result<Store, String> {
         .clamp(Duration::from_secs(1), Duration::from_secs(60));
     let backend: Arc<dyn wharf_storage::Backend> = match config.storage.kind {
         StorageKind::Memory => Arc::new(MemoryBackend::new()),
+        StorageKind::S3 => Arc::new(
+            wharf_storage_s3::S3Backend::new(config.storage.s3())
+                .map_err(|e| format!("cannot use S3 storage: {e}"))?,
+        ),
         StorageKind::Fs => Arc::new(FsBackend::open(&config.storage.path).map_err(|e| {
             format!(
                 "cannot open storage at {}: {e}",
@@ -324,6 +328,15 @@ async fn serve(config: Config) -> Result<(), String> {
     let data = match config.storage.kind {
         StorageKind::Fs => format!("data in {}", config.storage.path.display()),
         StorageKind::Memory => "data in memory (lost on exit)".to_owned(),
+        StorageKind::S3 => format!(
+            "data in bucket {} at {}",
+            config.storage.s3_bucket,
+            if config.storage.s3_endpoint.is_empty() {
+                "AWS S3"
+            } else {
+                &config.storage.s3_endpoint
+            }
+        ),
     };
     let metrics_note = admin_listener
         .as_ref()
