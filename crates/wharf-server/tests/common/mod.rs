@@ -32,7 +32,21 @@ impl Wharf {
     /// Starts a server on an existing data directory.
     pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Wharf {
         let data = dir.path().join("data");
-        Self::start_with(dir, &data, extra, None)
+        Self::start_with(dir, &data, extra, &[], None)
+    }
+
+    /// Starts a server on `data` (which may lie outside `dir`, e.g. on a
+    /// size-limited mount) with extra environment variables; its log goes
+    /// to `wharf.log` in `dir` when `logged`.
+    pub fn start_env(
+        dir: tempfile::TempDir,
+        data: &Path,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+        logged: bool,
+    ) -> Wharf {
+        let log = logged.then(|| dir.path().join("wharf.log"));
+        Self::start_with(dir, data, extra, envs, log)
     }
 
     /// Starts a server with its access log on, written with the rest of its
@@ -42,13 +56,14 @@ impl Wharf {
         let dir = tempfile::tempdir().expect("tempdir");
         let data = dir.path().join("data");
         let log = dir.path().join("wharf.log");
-        Self::start_with(dir, &data, extra, Some(log))
+        Self::start_with(dir, &data, extra, &[], Some(log))
     }
 
     fn start_with(
         dir: tempfile::TempDir,
         data: &Path,
         extra: &[&str],
+        envs: &[(&str, &str)],
         log: Option<PathBuf>,
     ) -> Wharf {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_wharf"));
@@ -72,6 +87,8 @@ impl Wharf {
                     .stderr(file);
             }
         }
+        // After the defaults above, so a test can override them.
+        cmd.envs(envs.iter().copied());
         let mut child = cmd.spawn().expect("start wharf");
         let stdout = child.stdout.take().expect("stdout");
         let mut line = String::new();
@@ -298,7 +315,7 @@ impl Wharf {
     pub fn start_logged_in(dir: tempfile::TempDir, extra: &[&str]) -> Wharf {
         let data = dir.path().join("data");
         let log = dir.path().join("wharf.log");
-        Self::start_with(dir, &data, extra, Some(log))
+        Self::start_with(dir, &data, extra, &[], Some(log))
     }
 }
 
