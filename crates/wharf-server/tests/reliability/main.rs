@@ -8,4 +8,5 @@ mod common;
 
 mod client;
 mod crash;
+mod network;
 mod storage;
