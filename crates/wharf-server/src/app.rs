@@ -21,6 +21,8 @@ pub(crate) struct App {
     pub(crate) access_log: bool,
     /// The authenticator, when auth is on (serves `/token` in token mode).
     pub(crate) auth: Option<Arc<wharf_auth::Auth>>,
+    /// Vulnerability scanning, when `[scan]` enables it.
+    pub(crate) scan: Option<Arc<crate::scan::Scanner>>,
 }
 
 impl App {
@@ -38,6 +40,19 @@ impl App {
                     return self.token(auth, req, peer).await;
                 }
             }
+            path if path.starts_with(crate::scan::API_PREFIX) => {
+                if let Some(scan) = self.scan.clone() {
+                    let resp = scan.api(&req, peer).await;
+                    let (parts, body) = resp.into_parts();
+                    return Response::from_parts(
+                        parts,
+                        AppBody {
+                            inner: Inner::Registry(body),
+                            record: None,
+                        },
+                    );
+                }
+            }
             _ => {}
         }
         let start = Instant::now();
@@ -53,10 +68,13 @@ impl App {
         if uploading {
             self.metrics.uploads_in_progress.inc();
         }
-        let resp = self
+        let mut resp = self
             .registry
             .handle(Request::from_parts(parts, counted))
             .await;
+        if let Some(scan) = &self.scan {
+            resp = scan.enforce(&method, resp).await;
+        }
         if uploading {
             self.metrics.uploads_in_progress.dec();
         }

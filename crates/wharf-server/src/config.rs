@@ -20,6 +20,7 @@ pub(crate) struct Config {
     pub(crate) log: LogConfig,
     pub(crate) metrics: MetricsConfig,
     pub(crate) auth: AuthSection,
+    pub(crate) scan: crate::scan::ScanConfig,
 }
 
 /// `[server]`
@@ -417,6 +418,7 @@ impl Config {
                 return invalid("auth.max_failures must be at least 1".into());
             }
         }
+        self.scan.validate().map_err(ConfigError::Invalid)?;
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return invalid(format!("log.level: {e}"));
         }

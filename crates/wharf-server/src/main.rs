@@ -5,6 +5,7 @@ mod auth;
 mod config;
 mod metrics;
 mod progress;
+mod scan;
 mod serve;
 mod tls;
 
@@ -72,6 +73,14 @@ enum Command {
     Robot {
         #[command(subcommand)]
         command: RobotCommand,
+    },
+    /// Scan an image in the data directory for known vulnerabilities
+    /// (offline, against OSV advisories) and print the report or an SBOM.
+    Scan {
+        #[command(flatten)]
+        args: scan::ScanArgs,
+        #[command(flatten)]
+        common: Common,
     },
     /// Print the version.
     Version,
@@ -208,6 +217,9 @@ fn main() -> ExitCode {
                 },
         } => user_add(&name, htpasswd, config, cost),
         Command::Robot { command } => robot(command),
+        Command::Scan { args, common } => common
+            .load()
+            .and_then(|config| run(config, move |c| scan::cli(c, args))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -279,7 +291,7 @@ async fn serve(config: Config) -> Result<(), String> {
     limits.max_blob_size = config.registry.max_blob_size;
     limits.max_page = config.registry.max_page;
     let auth = auth::build(&config)?;
-    let mut builder = Registry::builder(store)
+    let mut builder = Registry::builder(store.clone())
         .limits(limits)
         .delete_enabled(config.registry.delete_enabled)
         .automatic_mount(config.registry.automatic_mount);
@@ -289,13 +301,24 @@ async fn serve(config: Config) -> Result<(), String> {
             https: !config.server.tls_cert.is_empty(),
         });
     }
-    let registry = builder.build();
     let metrics = metrics::Metrics::new();
+    let scan_auth: Option<Arc<dyn wharf_registry::Authorizer>> = auth.clone().map(|auth| {
+        Arc::new(auth::AuthAdapter {
+            auth,
+            https: !config.server.tls_cert.is_empty(),
+        }) as Arc<dyn wharf_registry::Authorizer>
+    });
+    let scanner = scan::Scanner::start(&config, store, metrics.clone(), scan_auth)?;
+    if let Some(s) = &scanner {
+        builder = builder.event_hook(s.hook());
+    }
+    let registry = builder.build();
     let app = Arc::new(app::App {
         registry,
         metrics,
         access_log: config.log.access_log,
         auth,
+        scan: scanner,
     });
 
     let addr = config.listen_addr().map_err(|e| e.to_string())?;

@@ -35,6 +35,7 @@ pub(crate) struct Metrics {
     pub(crate) gc_runs: Counter,
     pub(crate) gc_bytes_freed: Counter<u64, AtomicU64>,
     pub(crate) gc_blobs_deleted: Counter<u64, AtomicU64>,
+    pub(crate) scan: crate::scan::ScanMetrics,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -104,6 +105,7 @@ impl Metrics {
             "Blobs deleted by garbage collection",
             gc_blobs_deleted.clone(),
         );
+        let scan = crate::scan::ScanMetrics::register(&mut registry);
         Arc::new(Metrics {
             registry,
             requests,
@@ -116,6 +118,7 @@ impl Metrics {
             gc_runs,
             gc_bytes_freed,
             gc_blobs_deleted,
+            scan,
         })
     }
 
