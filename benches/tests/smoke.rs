@@ -314,3 +314,26 @@ async fn pull_large_after_a_refused_single_request_push() {
     assert!(pull.first_error.is_empty(), "{:?}", pull.first_error);
     assert_eq!(pull.ops["strict"], cfg.pull_count as u64);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_caps_bound_slow_targets() {
+    let url = serve(false).await;
+    let mut cfg = quick();
+    cfg.rounds = 1;
+    cfg.scenarios = vec![Scenario::PushSmall, Scenario::TagPush, Scenario::TagList];
+    // A cap already over: count scenarios stop before any work, and the
+    // tag-list repository cannot fill, which fails that scenario alone.
+    cfg.max_round = Duration::ZERO;
+    cfg.max_setup = Duration::ZERO;
+    let report = bench::run(&cfg, vec![Target::new("r", &url, None).unwrap()]).await;
+    for s in &report.scenarios[..2] {
+        assert!(s.first_error.is_empty(), "{}: {:?}", s.name, s.first_error);
+        assert_eq!(s.ops.get("r").copied().unwrap_or(0), 0, "{}", s.name);
+    }
+    let list = &report.scenarios[2];
+    assert!(
+        list.first_error["r"].contains(&format!("of {} tags pushed", cfg.list_tags)),
+        "{:?}",
+        list.first_error
+    );
+}

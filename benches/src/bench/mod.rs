@@ -144,6 +144,13 @@ pub struct Config {
     pub static_small: String,
     /// File a `static+http://` reference target serves for `pull-large`.
     pub static_large: String,
+    /// Longest a round of a count scenario (`push-small`, `tag-push`) may
+    /// take: a slow target stops early and its rate is what it did in that
+    /// time, so one slow peer cannot stretch the whole run.
+    pub max_round: Duration,
+    /// Longest the `tag-list` repository may take to fill; a target that
+    /// cannot push `list_tags` tags in that time fails the scenario.
+    pub max_setup: Duration,
     /// Per-request timeout.
     pub timeout: Duration,
     /// Repository name prefix; a random one per run when empty.
@@ -179,6 +186,8 @@ impl Default for Config {
             mixed_images: 1500,
             static_small: "m.json".to_owned(),
             static_large: "big.bin".to_owned(),
+            max_round: Duration::from_secs(30),
+            max_setup: Duration::from_secs(60),
             timeout: Duration::from_secs(600),
             repo_prefix: String::new(),
             quiet: false,
@@ -205,6 +214,8 @@ impl Config {
             mixed_repos: 4,
             mixed_layer_size: 16 << 10,
             mixed_images: 200,
+            max_round: Duration::from_secs(10),
+            max_setup: Duration::from_secs(30),
             timeout: Duration::from_secs(60),
             ..Config::default()
         }

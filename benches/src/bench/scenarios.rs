@@ -192,13 +192,14 @@ async fn setup(ctx: &Ctx, sc: Scenario, t: &Arc<Target>, st: &mut State) -> Resu
             let next = Arc::new(AtomicUsize::new(0));
             let count = ctx.cfg.list_tags;
             let width = tag_width(count);
+            let deadline = Instant::now() + ctx.cfg.max_setup;
             let outs = workers(ctx.cfg.clients, |_| {
                 let (t, p, next, repo, m) =
                     (t.clone(), p.clone(), next.clone(), repo.clone(), m.clone());
                 async move {
                     let mut conn = Conn::new(t);
                     let mut meas = Measurement::new("", Kind::Rate("tags/s"));
-                    loop {
+                    while Instant::now() < deadline {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         if i >= count {
                             break;
@@ -222,6 +223,14 @@ async fn setup(ctx: &Ctx, sc: Scenario, t: &Arc<Target>, st: &mut State) -> Resu
             let merged = merge_workers(outs, Duration::ZERO);
             if let Some(e) = merged.iter().find_map(|m| m.first_error.clone()) {
                 return Err(e.into());
+            }
+            let pushed = p.ops.load(Ordering::Relaxed);
+            if pushed < count as u64 {
+                return Err(format!(
+                    "only {pushed} of {count} tags pushed in {:?} (--max-setup)",
+                    ctx.cfg.max_setup
+                )
+                .into());
             }
             st.taglist = Some(repo);
         }
@@ -286,6 +295,7 @@ async fn run_round(
             let next = Arc::new(AtomicUsize::new(0));
             let ticker = Ticker::start(label.to_owned(), p.clone(), cfg.quiet);
             let start = Instant::now();
+            let deadline = start + cfg.max_round;
             let outs = workers(cfg.clients, |_| {
                 let (t, p, next, repo, blobs) = (
                     t.clone(),
@@ -297,7 +307,7 @@ async fn run_round(
                 async move {
                     let mut conn = Conn::new(t);
                     let mut m = Measurement::new("", Kind::Rate("blobs/s"));
-                    loop {
+                    while Instant::now() < deadline {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(blob) = blobs.get(i) else { break };
                         let t0 = Instant::now();
@@ -319,7 +329,9 @@ async fn run_round(
             .await;
             let elapsed = start.elapsed();
             ticker.finish();
-            Ok(merge_workers(outs, elapsed))
+            let merged = merge_workers(outs, elapsed);
+            note_cut_short(cfg, label, &merged, cfg.small_count);
+            Ok(merged)
         }
         Scenario::ManifestGet | Scenario::ManifestHead => {
             let (repo, len) = st.manifest.clone().ok_or("no manifest pushed")?;
@@ -342,6 +354,7 @@ async fn run_round(
             let next = Arc::new(AtomicUsize::new(0));
             let ticker = Ticker::start(label.to_owned(), p.clone(), cfg.quiet);
             let start = Instant::now();
+            let deadline = start + cfg.max_round;
             let outs = workers(cfg.clients, |_| {
                 let (t, p, next, repo, manifests) = (
                     t.clone(),
@@ -353,7 +366,7 @@ async fn run_round(
                 async move {
                     let mut conn = Conn::new(t);
                     let mut m = Measurement::new("", Kind::Rate("tags/s"));
-                    loop {
+                    while Instant::now() < deadline {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(body) = manifests.get(i) else { break };
                         let tag = format!("t{i:0width$}");
@@ -376,7 +389,9 @@ async fn run_round(
             .await;
             let elapsed = start.elapsed();
             ticker.finish();
-            Ok(merge_workers(outs, elapsed))
+            let merged = merge_workers(outs, elapsed);
+            note_cut_short(cfg, label, &merged, cfg.tag_count);
+            Ok(merged)
         }
         Scenario::TagList => {
             let repo = st.taglist.clone().ok_or("no tag-list repository")?;
@@ -952,6 +967,17 @@ where
         }
     }
     out
+}
+
+/// Says when a count scenario stopped at `max_round` before its count.
+fn note_cut_short(cfg: &Config, label: &str, merged: &[Measurement], count: usize) {
+    let done: u64 = merged.iter().map(|m| m.ops + m.errors).sum();
+    if done < count as u64 && !cfg.quiet {
+        eprintln!(
+            "{label}: stopped after {:?} with {done} of {count} done (--max-round); rated on those",
+            cfg.max_round
+        );
+    }
 }
 
 /// Merges the workers' measurements (by position) over `elapsed` wall time.

@@ -113,6 +113,14 @@ struct Args {
     /// Large file of static+http:// references (pull-large).
     #[arg(long)]
     static_large: Option<String>,
+    /// Longest round of push-small and tag-push, in seconds: a slower
+    /// target stops early and is rated on what it did (default 30).
+    #[arg(long)]
+    max_round: Option<f64>,
+    /// Longest the tag-list repository may take to fill, in seconds
+    /// (default 60); a slower target fails tag-list.
+    #[arg(long)]
+    max_setup: Option<f64>,
     /// Per-request timeout in seconds.
     #[arg(long)]
     timeout: Option<f64>,
@@ -200,6 +208,12 @@ fn config(a: &Args, comparing: bool) -> Result<Config, String> {
     );
     if let Some(d) = a.duration {
         c.duration = Duration::try_from_secs_f64(d).map_err(|e| format!("--duration: {e}"))?;
+    }
+    if let Some(t) = a.max_round {
+        c.max_round = Duration::try_from_secs_f64(t).map_err(|e| format!("--max-round: {e}"))?;
+    }
+    if let Some(t) = a.max_setup {
+        c.max_setup = Duration::try_from_secs_f64(t).map_err(|e| format!("--max-setup: {e}"))?;
     }
     if let Some(t) = a.timeout {
         c.timeout = Duration::try_from_secs_f64(t).map_err(|e| format!("--timeout: {e}"))?;
