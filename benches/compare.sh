@@ -319,6 +319,9 @@ SCRIPT_SECS=$(( $(date +%s) - SCRIPT_START ))
 export WORK OUT QUICK SHA_MBS DD_MBS DD_MIB BIG_MIB CURL_MBS WRK_RPS WRK_P99 WRK_SECS RSS_LINES RUN_HWM \
     RSS_SMALL RSS_LARGE DATA_FS SCRIPT_SECS FERRO FERRO_NOTE BENCH_STATUS LOAD_START
 export WHARF_VERSION=$("$WHARF_BIN" version 2>/dev/null | head -1)
+# The source measured: a commit, "-dirty" when the working tree differed
+# (outside a git checkout, e.g. an exported snapshot: $WHARF_REV).
+export WHARF_REV=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo "${WHARF_REV:-unknown}")
 export DIST_VERSION=$(docker-registry --version 2>/dev/null | head -1)
 export FERRO_VERSION=${FERRO_VERSION:-} FERRO_BUILD_SECS=${FERRO_BUILD_SECS:-}
 export NGINX_VERSION=$(nginx -v 2>&1 | head -1)
@@ -608,7 +611,7 @@ w("")
 w("### Machine\n")
 w(f"- CPU: {E['CPU_MODEL']}, {E['CPUS']} logical cores; memory {E['MEM_GIB']} GiB; {E['KERNEL']}")
 w(f"- Data directories and the dd file: {E['DATA_FS']}")
-w(f"- Wharf: {E['WHARF_VERSION']}; Distribution: {E['DIST_VERSION']}"
+w(f"- Wharf: {E['WHARF_VERSION']} (source {E['WHARF_REV']}); Distribution: {E['DIST_VERSION']}"
   + (f"; ferro-oci-server {E['FERRO_VERSION']}" if E.get("FERRO_VERSION") else ""))
 w(f"- {E['NGINX_VERSION']}; {E['WRK_VERSION']}; {E['OPENSSL_VERSION']}; {E['RUSTC_VERSION']}")
 if E.get("FERRO") == "1" and not E.get("FERRO_VERSION"):
