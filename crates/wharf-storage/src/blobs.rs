@@ -81,6 +81,18 @@ impl Store {
     /// used, so a push that checked for the blob is safe from garbage
     /// collection until its manifest arrives.
     pub async fn stat_blob(&self, repo: &RepositoryName, digest: &Digest) -> StoreResult<BlobInfo> {
+        // Held until the link is touched: a collection that found the link
+        // old cannot delete the blob between this check and the touch (and
+        // answer "present" to a push that then names it in a manifest).
+        let _guard = self.blob_guard(digest).await;
+        self.stat_blob_unguarded(repo, digest).await
+    }
+
+    async fn stat_blob_unguarded(
+        &self,
+        repo: &RepositoryName,
+        digest: &Digest,
+    ) -> StoreResult<BlobInfo> {
         let link = keys::blob_link(repo, digest);
         let unknown = || StoreError::BlobUnknown {
             repo: repo.clone(),
@@ -209,7 +221,8 @@ impl Store {
         from: &RepositoryName,
         digest: &Digest,
     ) -> StoreResult<Option<BlobInfo>> {
-        match self.stat_blob(from, digest).await {
+        let _guard = self.blob_guard(digest).await;
+        match self.stat_blob_unguarded(from, digest).await {
             Ok(info) => {
                 self.backend
                     .meta_apply(Self::link_ops(repo, digest))
@@ -260,6 +273,8 @@ impl Store {
         body: Body,
         declared_len: Option<u64>,
     ) -> StoreResult<BlobInfo> {
+        // A blob found stored is linked before collection may delete it.
+        let _guard = self.blob_guard(digest).await;
         if let Some(len) = declared_len
             && len <= self.config.small_blob_bytes
             && self.config.small_blob_bytes > 0

@@ -162,6 +162,12 @@ impl Store {
         }
 
         for blob in candidates {
+            // A request that just found the blob stored holds it: keep it
+            // this time.
+            let Some(_guard) = self.try_sweep_guard(&blob.digest) else {
+                report.blobs_kept += 1;
+                continue;
+            };
             if live.contains(&blob.digest) || self.recently_linked(&blob.digest, cutoff).await? {
                 report.blobs_kept += 1;
                 continue;

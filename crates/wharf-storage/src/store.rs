@@ -77,7 +77,14 @@ pub struct Store {
     pub(crate) config: Arc<StoreConfig>,
     pub(crate) cache: Arc<Mutex<ManifestCache>>,
     pub(crate) upload_locks: Arc<Mutex<HashMap<UploadId, Arc<tokio::sync::Mutex<()>>>>>,
+    /// Sharded by digest: held (shared) by a request from the moment it
+    /// finds a blob stored until it has linked or touched it, and taken
+    /// exclusively, without waiting, by garbage collection to delete one.
+    pub(crate) blob_guards: Arc<[tokio::sync::RwLock<()>]>,
 }
+
+/// Shards of [`Store::blob_guards`].
+const BLOB_GUARD_SHARDS: usize = 64;
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -101,6 +108,9 @@ impl Store {
             backend,
             config: Arc::new(config),
             upload_locks: Arc::new(Mutex::new(HashMap::new())),
+            blob_guards: (0..BLOB_GUARD_SHARDS)
+                .map(|_| tokio::sync::RwLock::new(()))
+                .collect(),
         }
     }
 
@@ -166,6 +176,28 @@ impl Store {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(digest);
+    }
+
+    fn blob_guard_shard(&self, digest: &Digest) -> &tokio::sync::RwLock<()> {
+        let h = digest.hex().as_bytes();
+        let n = h.iter().take(4).fold(0usize, |n, b| n * 31 + usize::from(*b));
+        &self.blob_guards[n % self.blob_guards.len()]
+    }
+
+    /// Keeps garbage collection (in this process) from deleting `digest`
+    /// while the guard is held: taken by requests that find a blob stored
+    /// and then link it or mark it as used.
+    pub(crate) async fn blob_guard(&self, digest: &Digest) -> tokio::sync::RwLockReadGuard<'_, ()> {
+        self.blob_guard_shard(digest).read().await
+    }
+
+    /// For garbage collection: exclusive use of `digest`, or `None` when a
+    /// request holds it (the blob is then kept this time).
+    pub(crate) fn try_sweep_guard(
+        &self,
+        digest: &Digest,
+    ) -> Option<tokio::sync::RwLockWriteGuard<'_, ()>> {
+        self.blob_guard_shard(digest).try_write().ok()
     }
 
     /// Serializes operations on one upload session within this process.

@@ -162,7 +162,9 @@ impl Store {
         let data = crate::blobs::read_verified(chunk.body, digest, len).await?;
         let mut ops = Self::link_ops(repo, digest);
         ops.push(MetaOp::Delete(keys::upload(id)));
+        let guard = self.blob_guard(digest).await;
         self.backend.blob_put_with_meta(digest, data, ops).await?;
+        drop(guard);
         // Nothing was appended, but an earlier failed append may have left
         // a partial stage behind. The blob is stored either way; a stage
         // left by a failure here is removed with abandoned uploads.
@@ -193,6 +195,8 @@ impl Store {
             None => restore(&state)?,
         };
         let size = digester.len();
+        // From "already stored" to the link: not collected in between.
+        let _guard = self.blob_guard(digest).await;
         if digest.algorithm() != digester.algorithm() {
             self.commit_with_other_algorithm(id, digester, digest)
                 .await?;
