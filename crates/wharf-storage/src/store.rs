@@ -180,7 +180,10 @@ impl Store {
 
     fn blob_guard_shard(&self, digest: &Digest) -> &tokio::sync::RwLock<()> {
         let h = digest.hex().as_bytes();
-        let n = h.iter().take(4).fold(0usize, |n, b| n * 31 + usize::from(*b));
+        let n = h
+            .iter()
+            .take(4)
+            .fold(0usize, |n, b| n * 31 + usize::from(*b));
         &self.blob_guards[n % self.blob_guards.len()]
     }
 
