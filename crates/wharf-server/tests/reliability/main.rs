@@ -7,6 +7,7 @@
 mod common;
 
 mod client;
+mod concurrency;
 mod crash;
 mod network;
 mod storage;
