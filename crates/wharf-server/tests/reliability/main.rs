@@ -9,5 +9,6 @@ mod common;
 mod client;
 mod concurrency;
 mod crash;
+mod load;
 mod network;
 mod storage;
