@@ -393,8 +393,17 @@ impl GarageCluster {
         }
     }
 
-    /// Waits until every live node takes signed writes on the bucket.
+    /// Waits until every live node takes signed writes on the bucket. On
+    /// a thread of its own, so that it works from inside a runtime too.
     fn wait_s3(&self, deadline: Instant) -> io::Result<()> {
+        std::thread::scope(|s| {
+            s.spawn(|| self.wait_s3_here(deadline))
+                .join()
+                .unwrap_or_else(|_| Err(other("the readiness check panicked")))
+        })
+    }
+
+    fn wait_s3_here(&self, deadline: Instant) -> io::Result<()> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;

@@ -18,11 +18,14 @@ pub struct Harness {
     _dir: Option<tempfile::TempDir>,
 }
 
-/// One harness per built-in backend, each configured by `configure`.
+/// One harness per built-in backend, each configured by `configure`; plus
+/// one on S3 when `WHARF_STORAGE__KIND=s3` and the `WHARF_STORAGE__S3_*`
+/// settings name a bucket (as the `with_garage` example of
+/// wharf-storage-s3 sets them), each in a fresh key prefix.
 pub fn harnesses_with(configure: impl Fn(RegistryBuilder) -> RegistryBuilder) -> Vec<Harness> {
     let dir = tempfile::tempdir().expect("tempdir");
     let fs = FsBackend::open(dir.path()).expect("open fs backend");
-    vec![
+    let mut all = vec![
         Harness {
             name: "memory",
             registry: configure(Registry::builder(Store::new(MemoryBackend::new()))).build(),
@@ -33,7 +36,27 @@ pub fn harnesses_with(configure: impl Fn(RegistryBuilder) -> RegistryBuilder) ->
             registry: configure(Registry::builder(Store::new(fs))).build(),
             _dir: Some(dir),
         },
-    ]
+    ];
+    if let Some(s3) = s3_backend() {
+        all.push(Harness {
+            name: "s3",
+            registry: configure(Registry::builder(Store::new(s3))).build(),
+            _dir: None,
+        });
+    }
+    all
+}
+
+fn s3_backend() -> Option<wharf_storage_s3::S3Backend> {
+    let var = |k: &str| std::env::var(format!("WHARF_STORAGE__S3_{k}")).unwrap_or_default();
+    if std::env::var("WHARF_STORAGE__KIND").ok()? != "s3" {
+        return None;
+    }
+    let mut config = wharf_storage_s3::S3Config::new(var("ENDPOINT"), var("REGION"), var("BUCKET"));
+    config.prefix = format!("registry-api/{}", wharf_types::UploadId::random());
+    config.access_key_id = var("ACCESS_KEY_ID");
+    config.secret_access_key = var("SECRET_ACCESS_KEY");
+    Some(wharf_storage_s3::S3Backend::new(config).expect("S3 settings"))
 }
 
 pub fn harnesses() -> Vec<Harness> {
