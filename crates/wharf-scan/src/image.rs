@@ -42,14 +42,26 @@ pub async fn inventory(
     if manifest.kind().is_index() {
         let mut merged = Inventory::default();
         let mut seen = std::collections::HashSet::new();
+        let mut first = true;
         for child in manifest.manifests().iter().take(MAX_INDEX_CHILDREN) {
             let m = get_manifest(store, repo, &child.digest).await?;
             if m.kind().is_index() || !is_scannable(&m) {
                 continue;
             }
-            let inv = read_layers(store, repo, m.layers().to_vec(), limits).await?;
-            if merged.distro.is_none() {
+            // Platform images are usually pushed (and scanned) before
+            // their index: reuse their inventories.
+            let inv = match latest_report(store, repo, &child.digest).await {
+                Ok(Some(r)) => r.inventory(),
+                _ => read_layers(store, repo, m.layers().to_vec(), limits).await?,
+            };
+            // Platform images normally share a distribution; when they do
+            // not, none is recorded and distribution advisories of every
+            // release apply (over-reporting rather than missing findings).
+            if first {
                 merged.distro = inv.distro;
+                first = false;
+            } else if merged.distro != inv.distro {
+                merged.distro = None;
             }
             for p in inv.packages {
                 if seen.insert((p.kind, p.name.clone(), p.version.clone())) {

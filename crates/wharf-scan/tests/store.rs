@@ -197,3 +197,77 @@ async fn a_bad_layer_fails_the_scan_with_its_digest() {
         .unwrap_err();
     assert!(err.to_string().contains("layer sha256:"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_is_scanned_through_its_platform_images() {
+    let store = Store::new(MemoryBackend::new());
+    let repo: RepositoryName = "multi/arch".parse().unwrap();
+    let amd64 = push_image(
+        &store,
+        &repo,
+        vec![(
+            Layer::new()
+                .file("etc/os-release", DEBIAN_OS_RELEASE)
+                .file("var/lib/dpkg/status", DPKG_STATUS)
+                .gzip(),
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+        )],
+    )
+    .await;
+    let arm64 = push_image(
+        &store,
+        &repo,
+        vec![(
+            Layer::new()
+                .file("etc/os-release", ALPINE_OS_RELEASE)
+                .file("lib/apk/db/installed", APK_INSTALLED)
+                .tar(),
+            "application/vnd.oci.image.layer.v1.tar",
+        )],
+    )
+    .await;
+    let size = |d: &Digest| {
+        let store = store.clone();
+        let repo = repo.clone();
+        let d = d.clone();
+        async move {
+            store
+                .stat_manifest(&repo, &Reference::Digest(d))
+                .await
+                .unwrap()
+                .size
+        }
+    };
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": amd64.to_string(), "size": size(&amd64).await,
+             "platform": {"architecture": "amd64", "os": "linux"}},
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": arm64.to_string(), "size": size(&arm64).await,
+             "platform": {"architecture": "arm64", "os": "linux"}},
+        ],
+    });
+    let m = Manifest::parse(Bytes::from(serde_json::to_vec(&index).unwrap()), None).unwrap();
+    assert!(is_scannable(&m));
+    store
+        .put_manifest(&repo, &Reference::Tag("latest".parse().unwrap()), &m)
+        .await
+        .unwrap();
+    let limits = Limits::default();
+    let db = AdvisoryDb::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/osv"))
+        .unwrap();
+    // The first platform image already has a report: its inventory is reused.
+    let (r, inv) = scan(&store, &repo, &amd64, &db, &limits, None)
+        .await
+        .unwrap();
+    attach(&store, &repo, &r, Some(&inv)).await.unwrap();
+    let (report, inv) = scan(&store, &repo, m.digest(), &db, &limits, None)
+        .await
+        .unwrap();
+    assert_eq!(inv.packages.len(), 4 + 3);
+    let ids: Vec<&str> = report.findings.iter().map(|f| f.id.as_str()).collect();
+    assert!(ids.contains(&"DSA-5532-1"), "{ids:?}");
+    assert!(ids.contains(&"ALPINE-CVE-2023-5678"), "{ids:?}");
+    assert!(report.distro.is_none(), "two distributions");
+}

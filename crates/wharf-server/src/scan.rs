@@ -197,7 +197,11 @@ struct Verdict {
 const VERDICT_CACHE_ENTRIES: usize = 10_000;
 
 /// Latest verdict per image; `None` when the image has no report.
-type VerdictCache = HashMap<(RepositoryName, Digest), Option<Arc<Verdict>>>;
+type VerdictCache = HashMap<(RepositoryName, Digest), (std::time::Instant, Option<Arc<Verdict>>)>;
+
+/// How long a cached verdict is trusted. Other nodes sharing the storage
+/// may attach newer reports; this bounds how stale a node's view can be.
+const VERDICT_TTL: Duration = Duration::from_secs(30);
 
 /// The scanning service.
 pub(crate) struct Scanner {
@@ -531,29 +535,25 @@ impl Scanner {
     }
 
     fn remember(&self, repo: &RepositoryName, digest: &Digest, report: Option<&Report>) {
-        let verdict = report.map(|r| {
-            Arc::new(Verdict {
-                findings: r
-                    .findings
-                    .iter()
-                    .map(|f| (f.id.clone(), f.aliases.clone(), f.severity))
-                    .collect(),
-            })
-        });
+        let verdict = report.map(verdict_of);
         let mut cache = self.verdicts.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() >= VERDICT_CACHE_ENTRIES {
             cache.clear();
         }
-        cache.insert((repo.clone(), digest.clone()), verdict);
+        cache.insert(
+            (repo.clone(), digest.clone()),
+            (std::time::Instant::now(), verdict),
+        );
     }
 
     async fn verdict(&self, repo: &RepositoryName, digest: &Digest) -> Option<Arc<Verdict>> {
         let key = (repo.clone(), digest.clone());
-        if let Some(v) = self
+        if let Some((at, v)) = self
             .verdicts
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(&key)
+            && at.elapsed() < VERDICT_TTL
         {
             return v.clone();
         }
@@ -565,12 +565,7 @@ impl Scanner {
             }
         };
         self.remember(repo, digest, report.as_ref());
-        self.verdicts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-            .cloned()
-            .flatten()
+        report.map(|r| verdict_of(&r))
     }
 
     /// Applies the pull policy to a registry response: a successful
@@ -800,6 +795,16 @@ impl Scanner {
             ),
         }
     }
+}
+
+fn verdict_of(r: &Report) -> Arc<Verdict> {
+    Arc::new(Verdict {
+        findings: r
+            .findings
+            .iter()
+            .map(|f| (f.id.clone(), f.aliases.clone(), f.severity))
+            .collect(),
+    })
 }
 
 /// Where the scan API lives.
