@@ -77,8 +77,12 @@ use crate::backend::{
 const META_TABLE: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("meta");
 /// The metadata database file, under the root.
 const META_FILE: &str = "meta.redb";
-/// Most memory redb may use for its page cache.
-const META_CACHE_BYTES: usize = 128 << 20;
+/// Most memory redb may use for its page cache. Small: the operating
+/// system's page cache holds the database file anyway, and a large cache
+/// filled by inline blob traffic (128 MiB measured 298 MiB peak RSS under a
+/// mixed push/pull load, 16 MiB 66 MiB, at the same throughput) is memory
+/// the server keeps for good.
+const META_CACHE_BYTES: usize = 16 << 20;
 /// Most caller batches folded into one metadata transaction.
 const MAX_GROUP_BATCHES: usize = 1024;
 /// Most bytes (inline blob content and record values) folded into one
