@@ -15,6 +15,12 @@ use crate::client::{
 };
 use crate::common::{Wharf, free_port, raw_request, sha256, wharf_cmd};
 
+/// A tag move: when it started and was acknowledged, and the manifest.
+type TagMove = (Duration, Duration, Vec<u8>);
+
+/// An acknowledged image: repository, tag, manifest.
+type Pushed = (String, String, Vec<u8>);
+
 /// Pushes `data` as `digest` in one request, or in two chunks when
 /// `chunked`; returns the final status.
 fn push_either(addr: &str, repo: &str, data: &[u8], chunked: bool) -> u16 {
@@ -162,7 +168,7 @@ fn a_tag_moved_under_polling_readers_is_always_a_pushed_manifest() {
                     let r = get(&addr, &format!("/v2/{repo}/manifests/live"));
                     assert_eq!(r.status, 200, "reader: {}", r.text());
                     assert!(
-                        known.iter().any(|m| *m == r.body),
+                        known.contains(&r.body),
                         "reader saw a manifest nobody pushed"
                     );
                     assert_eq!(
@@ -175,7 +181,7 @@ fn a_tag_moved_under_polling_readers_is_always_a_pushed_manifest() {
         })
         .collect();
     let t0 = Instant::now();
-    let writes: Arc<Mutex<Vec<(Duration, Duration, Vec<u8>)>>> = Arc::default();
+    let writes: Arc<Mutex<Vec<TagMove>>> = Arc::default();
     let writers: Vec<_> = plans
         .into_iter()
         .map(|list| {
@@ -243,7 +249,7 @@ fn online_gc_every_second_keeps_every_acknowledged_image() {
         true,
     );
     let addr = w.addr.clone();
-    let acked: Arc<Mutex<Vec<(String, String, Vec<u8>)>>> = Arc::default();
+    let acked: Arc<Mutex<Vec<Pushed>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let repushed = Arc::new(AtomicU64::new(0));
     let pushers: Vec<_> = (0..4)

@@ -464,7 +464,7 @@ fn concurrent_large_uploads(uploads: u64, size: u64) {
         assert_eq!(r.status, 200);
         assert_eq!(r.header("content-length"), Some(size.to_string().as_str()));
     }
-    let total_mib = uploads * size >> 20;
+    let total_mib = (uploads * size) >> 20;
     let growth_mib = peak.saturating_sub(rss_before) / 1024;
     eprintln!(
         "{uploads} concurrent uploads of {} MiB: {total_mib} MiB in {:.1} s ({:.0} MiB/s); server RSS {} MiB before, peak {} MiB (+{growth_mib} MiB, {:.1} MiB per upload)",
