@@ -381,6 +381,21 @@ async fn get_blob(
         .map(|v| parse_range(v.to_str().unwrap_or("")))
         .transpose()?;
     let store = &cx.inner.store;
+    if let (false, None, Some(ttl)) = (head, range.as_ref(), cx.inner.redirect_blob_reads) {
+        // Linked to this repository (invariant 3), and there.
+        store.stat_blob(name, digest).await?;
+        let url = store
+            .backend()
+            .blob_url(digest, ttl)
+            .await
+            .map_err(StoreError::from)?;
+        if let Some(url) = url {
+            let mut resp = empty(StatusCode::TEMPORARY_REDIRECT);
+            set(&mut resp, header::LOCATION, &url);
+            set(&mut resp, "docker-content-digest", digest.as_str());
+            return Ok(resp);
+        }
+    }
     let (status, body, len, content_range) = if head {
         let info = store.stat_blob(name, digest).await?;
         match range {

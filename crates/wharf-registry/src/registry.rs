@@ -60,6 +60,7 @@ pub(crate) struct Inner {
     pub(crate) limits: Limits,
     pub(crate) delete_enabled: bool,
     pub(crate) automatic_mount: bool,
+    pub(crate) redirect_blob_reads: Option<std::time::Duration>,
     pub(crate) authorizer: Arc<dyn Authorizer>,
     pub(crate) hooks: Vec<Arc<dyn EventHook>>,
     pub(crate) events: broadcast::Sender<Event>,
@@ -114,6 +115,7 @@ pub struct RegistryBuilder {
     limits: Limits,
     delete_enabled: bool,
     automatic_mount: bool,
+    redirect_blob_reads: Option<std::time::Duration>,
     authorizer: Arc<dyn Authorizer>,
     hooks: Vec<Arc<dyn EventHook>>,
     event_capacity: usize,
@@ -136,6 +138,7 @@ impl Registry {
             limits: Limits::default(),
             delete_enabled: true,
             automatic_mount: true,
+            redirect_blob_reads: None,
             authorizer: Arc::new(AllowAll),
             hooks: Vec::new(),
             event_capacity: 1024,
@@ -200,6 +203,16 @@ impl RegistryBuilder {
         self
     }
 
+    /// Answer whole-blob `GET`s with `307 Temporary Redirect` to a URL the
+    /// storage backend hands out for `ttl` (a presigned object store URL),
+    /// so the bytes do not pass through this process. The repository link
+    /// is checked first, as for any read. Ranged reads, `HEAD`s and
+    /// backends without such URLs are served as usual. Off by default.
+    pub fn redirect_blob_reads(mut self, ttl: Option<std::time::Duration>) -> Self {
+        self.redirect_blob_reads = ttl;
+        self
+    }
+
     /// Capacity of the broadcast event channel (default 1024).
     pub fn event_capacity(mut self, capacity: usize) -> Self {
         self.event_capacity = capacity.max(1);
@@ -215,6 +228,7 @@ impl RegistryBuilder {
                 limits: self.limits,
                 delete_enabled: self.delete_enabled,
                 automatic_mount: self.automatic_mount,
+                redirect_blob_reads: self.redirect_blob_reads,
                 authorizer: self.authorizer,
                 hooks: self.hooks,
                 events,

@@ -103,6 +103,9 @@ pub(crate) struct StorageConfig {
     pub(crate) s3_connect_timeout_secs: u64,
     /// Retries of idempotent requests after failures, with backoff.
     pub(crate) s3_max_retries: u32,
+    /// Seconds a presigned URL is valid for when blob reads are redirected
+    /// to the object store (`307`); 0: blobs stream through the node.
+    pub(crate) s3_redirect_secs: u64,
 }
 
 impl Default for StorageConfig {
@@ -121,6 +124,7 @@ impl Default for StorageConfig {
             s3_timeout_secs: 60,
             s3_connect_timeout_secs: 5,
             s3_max_retries: 3,
+            s3_redirect_secs: 0,
         }
     }
 }

@@ -294,7 +294,11 @@ async fn serve(config: Config) -> Result<(), String> {
     let mut builder = Registry::builder(store.clone())
         .limits(limits)
         .delete_enabled(config.registry.delete_enabled)
-        .automatic_mount(config.registry.automatic_mount);
+        .automatic_mount(config.registry.automatic_mount)
+        .redirect_blob_reads(
+            (config.storage.kind == StorageKind::S3 && config.storage.s3_redirect_secs > 0)
+                .then(|| Duration::from_secs(config.storage.s3_redirect_secs)),
+        );
     if let Some(auth) = &auth {
         builder = builder.authorizer(auth::AuthAdapter {
             auth: auth.clone(),

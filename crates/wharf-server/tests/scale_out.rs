@@ -380,3 +380,69 @@ async fn throughput_one_and_two_nodes() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs garage (cargo install garage); run by .ci/run"]
+async fn blob_reads_redirect_to_presigned_urls_when_configured() {
+    let cluster = shared_cluster().await;
+    let p = prefix("redirect");
+    let a = Node::start(
+        &cluster,
+        0,
+        &p,
+        &[("WHARF_STORAGE__S3_REDIRECT_SECS", "300")],
+    );
+    let c = client();
+    let data = pattern(2 << 20, 700);
+    let d = push_blob(&c, &a.url, "redirect/app", &data).await;
+    let no_follow = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let r = no_follow
+        .get(format!("{}/v2/redirect/app/blobs/{d}", a.url))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), StatusCode::TEMPORARY_REDIRECT);
+    let location = r.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned();
+    assert!(
+        location.starts_with(&cluster.endpoint(0)) && location.contains("X-Amz-Signature="),
+        "{location}"
+    );
+    assert_eq!(r.headers()["docker-content-digest"], d.as_str());
+    // The object store serves the bytes without credentials.
+    let got = no_follow.get(&location).send().await.expect("presigned");
+    assert_eq!(got.status(), StatusCode::OK);
+    assert!(got.bytes().await.expect("body") == data);
+    // A client that follows redirects just gets the blob.
+    let (status, got) = get_blob(&c, &a.url, "redirect/app", &d).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(got == data);
+    // Not linked to another repository: no redirect, no URL.
+    let r = no_follow
+        .get(format!("{}/v2/redirect/other/blobs/{d}", a.url))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    // Ranged reads and HEAD are served by the node.
+    let r = no_follow
+        .get(format!("{}/v2/redirect/app/blobs/{d}", a.url))
+        .header("range", "bytes=10-19")
+        .send()
+        .await
+        .expect("range");
+    assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+    assert!(r.bytes().await.expect("body") == data.slice(10..20));
+    let r = no_follow
+        .head(format!("{}/v2/redirect/app/blobs/{d}", a.url))
+        .send()
+        .await
+        .expect("head");
+    assert_eq!(r.status(), StatusCode::OK);
+}

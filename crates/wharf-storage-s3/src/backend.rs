@@ -752,6 +752,10 @@ impl Backend for S3Backend {
             .await
     }
 
+    async fn blob_url(&self, digest: &Digest, ttl: Duration) -> BackendResult<Option<String>> {
+        Ok(Some(self.presigned_blob_url(digest, ttl)))
+    }
+
     async fn check(&self) -> BackendResult<()> {
         let probe = format!("{}check/{}", self.prefix, random_hex());
         self.client.put(&probe, Bytes::from_static(b"ok")).await?;

@@ -323,6 +323,19 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     async fn check(&self) -> BackendResult<()> {
         Ok(())
     }
+
+    /// A URL from which a client may read blob `digest` directly, valid for
+    /// `ttl` (an object store's presigned URL), or `None` when the backend
+    /// has no such thing (the default). The caller has checked that the
+    /// client may read the blob; the backend does not check that it exists.
+    async fn blob_url(
+        &self,
+        digest: &Digest,
+        ttl: std::time::Duration,
+    ) -> BackendResult<Option<String>> {
+        let _ = (digest, ttl);
+        Ok(None)
+    }
 }
 
 /// Convenience methods on any [`Backend`]; implemented once here so wrappers
