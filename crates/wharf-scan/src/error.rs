@@ -47,5 +47,17 @@ pub enum ScanError {
     Io(#[from] std::io::Error),
 }
 
+impl ScanError {
+    /// Whether the image's own content caused the failure (a malformed
+    /// layer or manifest, a limit exceeded), as opposed to the storage or
+    /// the advisories: scanning it again will fail the same way.
+    pub fn is_content_error(&self) -> bool {
+        matches!(
+            self,
+            ScanError::Layer { .. } | ScanError::LimitExceeded { .. } | ScanError::Image { .. }
+        )
+    }
+}
+
 /// Results of this crate.
 pub type ScanResult<T> = Result<T, ScanError>;

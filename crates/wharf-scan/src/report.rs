@@ -139,9 +139,38 @@ pub struct Report {
     /// Problems that did not stop the scan.
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// Why the image could not be scanned (a malformed layer, a limit
+    /// exceeded); such a report has no packages and no findings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl Report {
+    /// A report for an image whose content could not be scanned.
+    pub fn failed(
+        subject: Subject,
+        db: &AdvisoryDb,
+        error: impl Into<String>,
+        now: std::time::SystemTime,
+    ) -> Report {
+        Report {
+            schema_version: 1,
+            subject,
+            scanner: scanner_name(),
+            scanned_at: crate::time::rfc3339(now),
+            advisories: AdvisoryInfo {
+                fingerprint: db.fingerprint().0.clone(),
+                count: db.len(),
+            },
+            distro: None,
+            packages: Vec::new(),
+            findings: Vec::new(),
+            summary: Summary::default(),
+            warnings: Vec::new(),
+            error: Some(error.into()),
+        }
+    }
+
     /// Matches an inventory against advisories.
     pub fn new(
         subject: Subject,
@@ -164,6 +193,7 @@ impl Report {
             summary: Summary::of(&findings),
             findings,
             warnings: inventory.warnings.clone(),
+            error: None,
         }
     }
 
@@ -194,6 +224,12 @@ impl Report {
 
     /// A plain-text table for terminals.
     pub fn to_table(&self) -> String {
+        if let Some(e) = &self.error {
+            return format!(
+                "{}@{}\nnot scanned: {e}\n",
+                self.subject.repository, self.subject.digest
+            );
+        }
         let mut out = format!(
             "{}@{}\n{} packages, {} findings (critical {}, high {}, medium {}, low {}, unknown {}); {} advisories\n",
             self.subject.repository,

@@ -192,6 +192,8 @@ struct Job {
 struct Verdict {
     /// (advisory id, aliases, severity) of each finding.
     findings: Vec<(String, Vec<String>, Severity)>,
+    /// Why the image could not be scanned, if it could not.
+    error: Option<String>,
 }
 
 const VERDICT_CACHE_ENTRIES: usize = 10_000;
@@ -491,8 +493,10 @@ impl Scanner {
             self.remember(&job.repo, &job.digest, Some(p));
             return Ok(());
         }
+        // A report of a failed scan has no inventory to re-match.
+        let previous = previous.filter(|p| p.error.is_none());
         let started = std::time::Instant::now();
-        let (report, inventory) = image::scan(
+        let scanned = image::scan(
             &self.store,
             &job.repo,
             &job.digest,
@@ -500,8 +504,28 @@ impl Scanner {
             &self.limits,
             previous.as_ref(),
         )
-        .await
-        .map_err(|e| e.to_string())?;
+        .await;
+        let (report, inventory) = match scanned {
+            Ok(r) => r,
+            Err(e) if e.is_content_error() => {
+                // The image itself cannot be read (malformed, or past a
+                // limit): record that, so the policy can refuse it rather
+                // than let a hostile layer evade scanning.
+                let subject = wharf_scan::report::Subject {
+                    repository: job.repo.to_string(),
+                    digest: job.digest.to_string(),
+                    media_type: manifest.media_type().to_string(),
+                };
+                let report =
+                    Report::failed(subject, &db, e.to_string(), std::time::SystemTime::now());
+                image::attach(&self.store, &job.repo, &report, None)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                self.remember(&job.repo, &job.digest, Some(&report));
+                return Err(e.to_string());
+            }
+            Err(e) => return Err(e.to_string()),
+        };
         image::attach(
             &self.store,
             &job.repo,
@@ -600,6 +624,15 @@ impl Scanner {
         let Some(verdict) = self.verdict(&repo, &digest).await else {
             return resp;
         };
+        if let Some(error) = &verdict.error {
+            self.m().pulls_blocked.inc();
+            let message = format!(
+                "image {digest} in {repo} could not be scanned ({error}); pulls are blocked by the scan policy until it can be"
+            );
+            let body = ErrorBody::new(ErrorCode::Denied, message)
+                .with_detail(serde_json::json!({"policy": "scan", "scanError": error}));
+            return denied(method, body, info);
+        }
         let blocking: Vec<&(String, Vec<String>, Severity)> = verdict
             .findings
             .iter()
@@ -632,21 +665,7 @@ impl Scanner {
             "severity": self.config.block_severity,
             "advisories": ids,
         }));
-        let bytes = Bytes::from(body.to_json());
-        let mut out = Response::new(if *method == Method::HEAD {
-            ResponseBody::empty()
-        } else {
-            ResponseBody::full(bytes.clone())
-        });
-        *out.status_mut() = StatusCode::FORBIDDEN;
-        out.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        out.headers_mut()
-            .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
-        out.extensions_mut().insert(info);
-        out
+        denied(method, body, info)
     }
 
     /// `/wharf/v1/scan/<repository>/<reference>[?format=report|cyclonedx|spdx]`:
@@ -797,6 +816,25 @@ impl Scanner {
     }
 }
 
+/// A `403 DENIED` response (headers only for `HEAD`).
+fn denied(method: &Method, body: ErrorBody, info: RequestInfo) -> Response<ResponseBody> {
+    let bytes = Bytes::from(body.to_json());
+    let mut out = Response::new(if *method == Method::HEAD {
+        ResponseBody::empty()
+    } else {
+        ResponseBody::full(bytes.clone())
+    });
+    *out.status_mut() = StatusCode::FORBIDDEN;
+    out.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    out.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+    out.extensions_mut().insert(info);
+    out
+}
+
 fn verdict_of(r: &Report) -> Arc<Verdict> {
     Arc::new(Verdict {
         findings: r
@@ -804,6 +842,7 @@ fn verdict_of(r: &Report) -> Arc<Verdict> {
             .iter()
             .map(|f| (f.id.clone(), f.aliases.clone(), f.severity))
             .collect(),
+        error: r.error.clone(),
     })
 }
 

@@ -412,3 +412,41 @@ fn scanning_config_is_validated() {
         "{err}"
     );
 }
+
+#[test]
+fn an_image_that_cannot_be_scanned_is_blocked_not_waved_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let osv = dir.path().join("osv");
+    std::fs::create_dir(&osv).unwrap();
+    std::fs::copy(
+        fixtures().join("DSA-5532-1.json"),
+        osv.join("DSA-5532-1.json"),
+    )
+    .unwrap();
+    let config = dir.path().join("wharf.toml");
+    write_file(
+        &config,
+        format!(
+            "[scan]\nenabled = true\nadvisories = \"{}\"\npolicy = \"block\"\nmax_layer_bytes = 1048576\n",
+            osv.display()
+        ),
+    );
+    let cfg = config.to_str().unwrap().to_owned();
+    let w = Wharf::start_logged_in(dir, &["--config", &cfg]);
+    // 16 MiB of zeros: about 16 KiB compressed, far past the 1 MiB limit.
+    let bomb = Layer::new().file("zeros", vec![0u8; 16 << 20]).gzip();
+    let digest = push_image(
+        &w.addr,
+        "evil/bomb",
+        "v1",
+        &[(bomb, "application/vnd.oci.image.layer.v1.tar+gzip")],
+    );
+    let report = wait_report(&w, "evil/bomb", &digest, |_| true);
+    let error = report["error"].as_str().unwrap();
+    assert!(error.contains("limit exceeded"), "{report:#}");
+    assert_eq!(report["packages"].as_array().unwrap().len(), 0);
+    let r = raw_request(&w.addr, "GET", "/v2/evil/bomb/manifests/v1", &[], b"");
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(r.error_code().as_deref(), Some("DENIED"));
+    assert!(r.text().contains("could not be scanned"), "{}", r.text());
+}
