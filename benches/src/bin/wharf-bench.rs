@@ -114,11 +114,11 @@ struct Args {
     #[arg(long)]
     static_large: Option<String>,
     /// Longest round of push-small and tag-push, in seconds: a slower
-    /// target stops early and is rated on what it did (default 30).
+    /// target stops early and is rated on what it did (default 20).
     #[arg(long)]
     max_round: Option<f64>,
     /// Longest the tag-list repository may take to fill, in seconds
-    /// (default 60); a slower target fails tag-list.
+    /// (default 45); a slower target fails tag-list.
     #[arg(long)]
     max_setup: Option<f64>,
     /// Per-request timeout in seconds.
