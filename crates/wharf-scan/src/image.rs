@@ -334,13 +334,24 @@ async fn push_artifact(
     store
         .put_manifest(repo, &Reference::Digest(digest.clone()), &parsed)
         .await?;
-    // Older artifacts of this type are replaced by this one.
+    // Older artifacts of this type are replaced by this one. Only strictly
+    // older ones: two scans of one image finishing together (on one node or
+    // two) must not delete each other's results; readers take the latest.
     let kind = MediaType::from_static(artifact_type);
+    let created = annotations
+        .get(CREATED_ANNOTATION)
+        .cloned()
+        .unwrap_or_default();
     let older = store
         .list_referrers(repo, &subject.digest, Some(&kind), None, 1000)
         .await?;
     for d in older.items {
-        if d.digest != digest {
+        let theirs = d
+            .annotations
+            .get(CREATED_ANNOTATION)
+            .cloned()
+            .unwrap_or_default();
+        if d.digest != digest && theirs < created {
             match store.delete_manifest(repo, &d.digest).await {
                 Ok(()) | Err(wharf_storage::StoreError::ManifestUnknown { .. }) => {}
                 Err(e) => return Err(e.into()),

@@ -2,14 +2,18 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// `2024-01-31T12:00:00Z` for a time (UTC, whole seconds).
+/// `2024-01-31T12:00:00.000000000Z` for a time (UTC). Nanoseconds, fixed
+/// width, so timestamps order as strings and two scans finishing within one
+/// second still order.
 pub(crate) fn rfc3339(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let nanos = since.subsec_nanos();
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     let (y, m, d) = civil_from_days(days);
     format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
         rem / 3600,
         (rem % 3600) / 60,
         rem % 60
@@ -37,10 +41,10 @@ mod tests {
 
     #[test]
     fn formats() {
-        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000000000Z");
         assert_eq!(
-            rfc3339(UNIX_EPOCH + Duration::from_secs(1_709_210_096)),
-            "2024-02-29T12:34:56Z"
+            rfc3339(UNIX_EPOCH + Duration::new(1_709_210_096, 5_000)),
+            "2024-02-29T12:34:56.000005000Z"
         );
     }
 }

@@ -252,7 +252,7 @@ fn reports_policy_and_exemptions() {
         &db,
         UNIX_EPOCH + Duration::from_secs(1_700_000_000),
     );
-    assert_eq!(report.scanned_at, "2023-11-14T22:13:20Z");
+    assert_eq!(report.scanned_at, "2023-11-14T22:13:20.000000000Z");
     assert_eq!(report.summary.total, 7);
     assert_eq!(report.summary.critical, 1);
     assert_eq!(report.summary.high, 3);
