@@ -314,4 +314,32 @@ mod tests {
         c.insert(Digest::sha256(b"big"), Bytes::from(vec![0; 500]));
         assert!(c.get(&Digest::sha256(b"big")).is_none());
     }
+
+    /// A blob a request holds (found stored, not yet linked or touched) is
+    /// kept by garbage collection until the request lets go.
+    #[tokio::test]
+    async fn gc_keeps_a_blob_a_request_holds() {
+        #![allow(clippy::unwrap_used)]
+        use crate::GcOptions;
+        use crate::backend::BackendExt;
+        use wharf_types::RepositoryName;
+
+        let store = Store::new(crate::MemoryBackend::new());
+        let repo: RepositoryName = "gc/guard".parse().unwrap();
+        let data = Bytes::from_static(b"held by a request");
+        let digest = Digest::sha256(&data);
+        store
+            .put_blob(&repo, &digest, body_from_bytes(data), None)
+            .await
+            .unwrap();
+        store.delete_blob(&repo, &digest).await.unwrap();
+        let options = GcOptions::with_grace(Duration::ZERO);
+        let guard = store.blob_guard(&digest).await;
+        let report = store.gc(&options).await.unwrap();
+        assert_eq!(report.blobs_deleted, 0, "{report:?}");
+        assert!(store.backend.blob_bytes(&digest).await.is_ok());
+        drop(guard);
+        let report = store.gc(&options).await.unwrap();
+        assert_eq!(report.blobs_deleted, 1, "{report:?}");
+    }
 }
