@@ -248,7 +248,14 @@ async fn pushes_and_pulls_continue_when_a_garage_node_dies() {
         .map(std::sync::Arc::new)
         .unwrap_or_else(|e| panic!("garage: {e}"));
     let p = prefix("failover");
-    let a = Node::start(&cluster, 0, &p, &[]);
+    // A talks to Garage node 3 first and knows the others; B only node 2.
+    let endpoints = cluster.config_all(2, &p).endpoint;
+    let a = Node::start(
+        &cluster,
+        2,
+        &p,
+        &[("WHARF_STORAGE__S3_ENDPOINT", endpoints.as_str())],
+    );
     let b = Node::start(&cluster, 1, &p, &[]);
     let c = client();
     let before: Vec<Image> = (0..3)
@@ -264,7 +271,8 @@ async fn pushes_and_pulls_continue_when_a_garage_node_dies() {
     let killed = Instant::now();
 
     // Pushes and pulls through both nodes go on at once (2 of 3 replicas
-    // are a quorum), including a chunked upload that changes node.
+    // are a quorum; A moves on to the next endpoint), including a chunked
+    // upload that changes node.
     for (i, image) in before.iter().enumerate() {
         image
             .verify(&c, &b.url, "failover/app", &format!("before{i}"))

@@ -2,6 +2,7 @@
 //! SigV4, with timeouts and retries of idempotent requests.
 
 use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -31,15 +32,23 @@ pub(crate) struct Head {
     pub(crate) modified: SystemTime,
 }
 
-#[derive(Clone)]
-pub(crate) struct Client {
-    http: reqwest::Client,
-    signer: Signer,
+/// One S3 endpoint: where requests go and what they are signed for.
+#[derive(Debug, Clone)]
+struct Endpoint {
     scheme: String,
     /// `Host` of every request (with the bucket in it for virtual-hosted style).
     host: String,
     /// Path before the key: `/bucket` path-style, empty otherwise.
     base_path: String,
+}
+
+pub(crate) struct Client {
+    http: reqwest::Client,
+    signer: Signer,
+    /// Equivalent endpoints (nodes of one cluster); requests go to
+    /// `current` and move to the next one after a connection failure.
+    endpoints: Vec<Endpoint>,
+    current: AtomicUsize,
     bucket: String,
     timeout: Duration,
     max_retries: u32,
@@ -47,7 +56,8 @@ pub(crate) struct Client {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "S3 {}://{}{}", self.scheme, self.host, self.base_path)
+        let e = self.endpoint();
+        write!(f, "S3 {}://{}{}", e.scheme, e.host, e.base_path)
     }
 }
 
@@ -93,33 +103,11 @@ impl Client {
         // reqwest is built without a default TLS provider; use ring, which
         // the workspace already uses. Fails harmlessly if one is installed.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let (scheme, rest) = config
+        let endpoints = config
             .endpoint
-            .split_once("://")
-            .ok_or_else(|| S3Error::Config("the endpoint has no scheme".into()))?;
-        let (authority, path) = match rest.split_once('/') {
-            Some((a, p)) => (a, p.trim_matches('/')),
-            None => (rest, ""),
-        };
-        if authority.is_empty() {
-            return Err(S3Error::Config("the endpoint has no host".into()));
-        }
-        let endpoint_path = if path.is_empty() {
-            String::new()
-        } else {
-            format!("/{}", sigv4::uri_encode(path, true))
-        };
-        let (host, base_path) = if config.path_style {
-            (
-                authority.to_owned(),
-                format!(
-                    "{endpoint_path}/{}",
-                    sigv4::uri_encode(&config.bucket, false)
-                ),
-            )
-        } else {
-            (format!("{}.{authority}", config.bucket), endpoint_path)
-        };
+            .split(',')
+            .map(|e| Self::parse_endpoint(e.trim(), config))
+            .collect::<Result<Vec<_>, _>>()?;
         let http = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .read_timeout(config.timeout)
@@ -137,20 +125,71 @@ impl Client {
                 secret: config.secret_access_key.clone(),
                 region: config.region.clone(),
             },
-            scheme: scheme.to_owned(),
-            host,
-            base_path,
+            endpoints,
+            current: AtomicUsize::new(0),
             bucket: config.bucket.clone(),
             timeout: config.timeout,
             max_retries: config.max_retries,
         })
     }
 
-    fn path_of(&self, key: &str) -> String {
-        if key.is_empty() {
-            format!("{}/", self.base_path)
+    fn parse_endpoint(endpoint: &str, config: &S3Config) -> Result<Endpoint, S3Error> {
+        let (scheme, rest) = endpoint
+            .split_once("://")
+            .ok_or_else(|| S3Error::Config(format!("endpoint {endpoint:?} has no scheme")))?;
+        let (authority, path) = match rest.split_once('/') {
+            Some((a, p)) => (a, p.trim_matches('/')),
+            None => (rest, ""),
+        };
+        if authority.is_empty() {
+            return Err(S3Error::Config(format!(
+                "endpoint {endpoint:?} has no host"
+            )));
+        }
+        let endpoint_path = if path.is_empty() {
+            String::new()
         } else {
-            format!("{}/{}", self.base_path, sigv4::uri_encode(key, true))
+            format!("/{}", sigv4::uri_encode(path, true))
+        };
+        let (host, base_path) = if config.path_style {
+            (
+                authority.to_owned(),
+                format!(
+                    "{endpoint_path}/{}",
+                    sigv4::uri_encode(&config.bucket, false)
+                ),
+            )
+        } else {
+            (format!("{}.{authority}", config.bucket), endpoint_path)
+        };
+        Ok(Endpoint {
+            scheme: scheme.to_owned(),
+            host,
+            base_path,
+        })
+    }
+
+    fn endpoint(&self) -> &Endpoint {
+        &self.endpoints[self.current.load(Ordering::Relaxed) % self.endpoints.len()]
+    }
+
+    /// Moves on from endpoint `failed` (unless another request did already).
+    fn fail_over(&self, failed: usize) {
+        if self.endpoints.len() > 1 {
+            let _ = self.current.compare_exchange(
+                failed,
+                (failed + 1) % self.endpoints.len(),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+        }
+    }
+
+    fn path_of(ep: &Endpoint, key: &str) -> String {
+        if key.is_empty() {
+            format!("{}/", ep.base_path)
+        } else {
+            format!("{}/{}", ep.base_path, sigv4::uri_encode(key, true))
         }
     }
 
@@ -165,15 +204,17 @@ impl Client {
             streamed,
         } = req;
         let stream_body = matches!(body, Body::Stream { .. });
-        let path = self.path_of(key);
         let query = sigv4::canonical_query(&raw_query);
-        let url = if query.is_empty() {
-            format!("{}://{}{path}", self.scheme, self.host)
-        } else {
-            format!("{}://{}{path}?{query}", self.scheme, self.host)
-        };
         let mut attempt = 0u32;
         loop {
+            let index = self.current.load(Ordering::Relaxed) % self.endpoints.len();
+            let ep = &self.endpoints[index];
+            let path = Self::path_of(ep, key);
+            let url = if query.is_empty() {
+                format!("{}://{}{path}", ep.scheme, ep.host)
+            } else {
+                format!("{}://{}{path}?{query}", ep.scheme, ep.host)
+            };
             let (payload, hash, len) = match &mut body {
                 Body::Empty => (
                     reqwest::Body::from(Bytes::new()),
@@ -197,7 +238,7 @@ impl Client {
             let signed = self.signer.sign(
                 &ToSign {
                     method: method.as_str(),
-                    host: &self.host,
+                    host: &ep.host,
                     path: &path,
                     query: &raw_query,
                     headers: &headers,
@@ -231,6 +272,11 @@ impl Client {
                     }
                 }
                 Err(e) => {
+                    // The endpoint may be down: the next request (or this
+                    // one's retry) goes to the next.
+                    if e.is_connect() || e.is_timeout() {
+                        self.fail_over(index);
+                    }
                     if !can_retry {
                         return Err(S3Error::Transport {
                             context: what(),
@@ -494,11 +540,12 @@ impl Client {
 
     /// A presigned `GET` URL for `key`, valid for `ttl`.
     pub(crate) fn presign_get(&self, key: &str, ttl: Duration) -> String {
-        let path = self.path_of(key);
+        let ep = self.endpoint();
+        let path = Self::path_of(ep, key);
         let query = self.signer.presign(
             &ToSign {
                 method: "GET",
-                host: &self.host,
+                host: &ep.host,
                 path: &path,
                 query: &[],
                 headers: &[],
@@ -507,7 +554,7 @@ impl Client {
             SystemTime::now(),
             ttl.as_secs().clamp(1, 7 * 24 * 3600),
         );
-        format!("{}://{}{path}?{query}", self.scheme, self.host)
+        format!("{}://{}{path}?{query}", ep.scheme, ep.host)
     }
 }
 

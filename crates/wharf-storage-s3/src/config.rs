@@ -19,7 +19,10 @@ use serde::Deserialize;
 #[non_exhaustive]
 pub struct S3Config {
     /// Base URL of the S3 API, e.g. `https://s3.eu-west-1.amazonaws.com` or
-    /// `http://garage.internal:3900`. Empty: AWS S3 in `region`.
+    /// `http://garage.internal:3900`. Empty: AWS S3 in `region`. Several
+    /// comma-separated URLs name equivalent endpoints (nodes of one
+    /// cluster): requests go to one and move to the next after a
+    /// connection failure or timeout.
     pub endpoint: String,
     /// Region used in signatures (Garage: its `s3_region`, often `garage`).
     pub region: String,
@@ -110,8 +113,12 @@ impl S3Config {
         if self.endpoint.is_empty() {
             self.endpoint = format!("https://s3.{}.amazonaws.com", self.region);
         }
-        if !(self.endpoint.starts_with("http://") || self.endpoint.starts_with("https://")) {
-            return bad("the endpoint must start with http:// or https://");
+        if !self
+            .endpoint
+            .split(',')
+            .all(|e| e.trim().starts_with("http://") || e.trim().starts_with("https://"))
+        {
+            return bad("every endpoint must start with http:// or https://");
         }
         if !self
             .prefix

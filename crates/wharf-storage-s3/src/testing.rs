@@ -466,6 +466,18 @@ impl GarageCluster {
         c
     }
 
+    /// Backend settings naming every node's endpoint, node `first` first
+    /// (the client moves on to the next when one is down).
+    pub fn config_all(&self, first: usize, prefix: &str) -> S3Config {
+        let n = self.len();
+        let mut c = self.config(first, prefix);
+        c.endpoint = (0..n)
+            .map(|k| self.endpoint((first + k) % n))
+            .collect::<Vec<_>>()
+            .join(",");
+        c
+    }
+
     /// Kills node `i` (SIGKILL) and waits until it is gone.
     pub fn kill_node(&self, i: usize) -> io::Result<()> {
         let mut nodes = self.lock();
