@@ -451,3 +451,82 @@ fn fixed_versions(f: &Affected) -> Vec<String> {
     out.dedup();
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn distro(id: &str, v: &str) -> Distro {
+        Distro {
+            id: id.into(),
+            version_id: v.into(),
+            pretty_name: String::new(),
+        }
+    }
+
+    #[test]
+    fn releases() {
+        let d12 = distro("debian", "12");
+        assert!(release_matches(Ecosystem::Debian, Some("12"), Some(&d12)));
+        assert!(!release_matches(Ecosystem::Debian, Some("11"), Some(&d12)));
+        assert!(release_matches(Ecosystem::Debian, None, Some(&d12)));
+        assert!(release_matches(Ecosystem::Debian, Some("11"), None));
+        let jammy = distro("ubuntu", "22.04");
+        assert!(release_matches(
+            Ecosystem::Ubuntu,
+            Some("22.04:LTS"),
+            Some(&jammy)
+        ));
+        assert!(release_matches(
+            Ecosystem::Ubuntu,
+            Some("Pro:22.04:LTS"),
+            Some(&jammy)
+        ));
+        assert!(!release_matches(
+            Ecosystem::Ubuntu,
+            Some("20.04:LTS"),
+            Some(&jammy)
+        ));
+        let alpine = distro("alpine", "3.19.1");
+        assert!(release_matches(
+            Ecosystem::Alpine,
+            Some("v3.19"),
+            Some(&alpine)
+        ));
+        assert!(!release_matches(
+            Ecosystem::Alpine,
+            Some("v3.1"),
+            Some(&alpine)
+        ));
+        // A distribution without VERSION_ID (e.g. Debian testing) matches all.
+        assert!(release_matches(
+            Ecosystem::Debian,
+            Some("13"),
+            Some(&distro("debian", ""))
+        ));
+    }
+
+    #[test]
+    fn ubuntu_packages_match_ubuntu_advisories() {
+        let record = serde_json::json!({
+            "id": "UBUNTU-CVE-2023-5678", "modified": "2023-11-08T00:00:00Z", "upstream": ["CVE-2023-5678"],
+            "severity": [{"type": "Ubuntu", "score": "low"}],
+            "affected": [{"package": {"ecosystem": "Ubuntu:22.04:LTS", "name": "openssl"},
+                "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "3.0.2-0ubuntu1.12"}]}]}]
+        });
+        let db = AdvisoryDb::from_advisories(vec![serde_json::from_value(record).unwrap()]);
+        let mut p = Package::new(crate::PackageKind::Deb, "libssl3", "3.0.2-0ubuntu1.10", "x");
+        p.source_name = Some("openssl".into());
+        let jammy = distro("ubuntu", "22.04");
+        let f = db.match_package(&p, Some(&jammy));
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].severity, super::super::Severity::Low);
+        // The same package on Debian is not an Ubuntu package.
+        assert!(
+            db.match_package(&p, Some(&distro("debian", "12")))
+                .is_empty()
+        );
+        p.version = "3.0.2-0ubuntu1.12".into();
+        assert!(db.match_package(&p, Some(&jammy)).is_empty());
+    }
+}
