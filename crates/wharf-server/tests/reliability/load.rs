@@ -310,9 +310,12 @@ fn soak(seconds: u64) {
         late_rss / 1024,
         proc_status(pid, "VmHWM") / 1024,
     );
-    // Within 10% (plus a small allowance for noise in small numbers).
+    // Within 10%, plus an allowance for noise in small numbers; a short
+    // run is still filling its caches (manifests: 8 MiB, the metadata
+    // database's pages) after its warm-up.
+    let slack_kib = if seconds < 60 { 12 << 10 } else { 4 << 10 };
     assert!(
-        late_rss <= base_rss + base_rss / 10 + 4096,
+        late_rss <= base_rss + base_rss / 10 + slack_kib,
         "memory grew: {base_rss} kB after warm-up, {late_rss} kB at the end"
     );
     assert!(
