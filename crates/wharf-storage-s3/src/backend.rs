@@ -541,53 +541,60 @@ impl Backend for S3Backend {
         let dir = self.stage_dir(id);
         let mut written = offset;
         let mut buf = BytesMut::new();
-        let mut failure = None;
+        // One segment is uploaded while the next one is read from the
+        // client, so memory per request is at most two segments, whatever
+        // the chunk size.
+        let mut uploading: Option<tokio::task::JoinHandle<BackendResult<()>>> = None;
+        let finish = |h: Option<tokio::task::JoinHandle<BackendResult<()>>>| async move {
+            match h {
+                Some(h) => h
+                    .await
+                    .map_err(|e| io_err("uploading a segment".into(), e))?,
+                None => Ok(()),
+            }
+        };
         loop {
             let next = data.next().await;
-            let flush = match &next {
+            let end = match next {
                 Some(Ok(chunk)) => {
-                    buf.extend_from_slice(chunk);
-                    buf.len() >= self.segment_size
+                    buf.extend_from_slice(&chunk);
+                    false
                 }
-                Some(Err(_)) => false,
-                None => !buf.is_empty(),
-            };
-            if flush {
-                // Segments hold at most segment_size bytes, so memory per
-                // request stays bounded whatever the chunk size.
-                while buf.len() >= self.segment_size || (next.is_none() && !buf.is_empty()) {
-                    let piece = buf.split_to(buf.len().min(self.segment_size)).freeze();
-                    let name = format!("seg/{written:020}-{}", random_hex());
-                    let len = piece.len() as u64;
-                    self.client.put(&format!("{dir}{name}"), piece).await?;
-                    state.segments.push(Segment {
-                        start: written,
-                        len,
-                        size: len,
-                        name,
-                    });
-                    written += len;
-                    // The state follows every segment, so what was written
-                    // before a failure stays staged.
-                    self.save_state(id, &state).await?;
-                }
-            }
-            match next {
-                Some(Ok(_)) => {}
                 Some(Err(e)) => {
-                    failure = Some(e);
-                    break;
+                    // Segments written so far are not in the state: the
+                    // stage keeps what it had, and they go with it.
+                    let _ = finish(uploading.take()).await;
+                    return Err(e);
                 }
-                None => break,
+                None => true,
+            };
+            while buf.len() >= self.segment_size || (end && !buf.is_empty()) {
+                let piece = buf.split_to(buf.len().min(self.segment_size)).freeze();
+                let name = format!("seg/{written:020}-{}", random_hex());
+                let len = piece.len() as u64;
+                finish(uploading.take()).await?;
+                let client = self.client.clone();
+                let key = format!("{dir}{name}");
+                uploading = Some(tokio::spawn(async move {
+                    client.put(&key, piece).await.map_err(BackendError::from)
+                }));
+                state.segments.push(Segment {
+                    start: written,
+                    len,
+                    size: len,
+                    name,
+                });
+                written += len;
+            }
+            if end {
+                break;
             }
         }
-        if let Some(e) = failure {
-            return Err(e);
-        }
-        if state.segments.is_empty() || written == offset {
-            // An empty append still creates the stage (and records a rewind).
-            self.save_state(id, &state).await?;
-        }
+        finish(uploading.take()).await?;
+        // The state is written once every segment is in place: a stage
+        // never names bytes that are not there. (An empty append creates
+        // the stage, or records a rewind.)
+        self.save_state(id, &state).await?;
         let garbage = dropped
             .into_iter()
             .map(|s| format!("{dir}{}", s.name))

@@ -50,7 +50,8 @@ pub struct S3Config {
     /// timeout or a 5xx/429 answer, with exponential backoff from 100 ms.
     pub max_retries: u32,
     /// Staged upload bytes are written to the bucket in segments of at most
-    /// this size; it bounds the memory one upload request holds. At least
+    /// this size; one upload request holds at most two segments in memory
+    /// (one being uploaded, one being read). At least
     /// 5 MiB (the S3 minimum part size), so segments can be copied into
     /// the final object without passing through the node.
     pub segment_size: usize,
