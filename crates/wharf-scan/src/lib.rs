@@ -13,7 +13,8 @@
 //!   ecosystem with [`version`] ordering, rated by CVSS;
 //! - [`report`]: the findings;
 //! - [`image`]: all of it over a registry [`wharf_storage::Store`], with
-//!   results attached to the image as referrers.
+//!   results attached to the image as referrers;
+//! - [`layout`]: the same over an OCI image layout directory.
 //!
 //! ```
 //! use wharf_scan::{LayerStack, Limits};
@@ -36,6 +37,7 @@ mod error;
 pub mod extract;
 pub mod image;
 pub mod layer;
+pub mod layout;
 mod limits;
 pub mod osv;
 pub mod package;

@@ -894,8 +894,13 @@ pub(crate) enum OutputFormat {
 #[derive(Debug, clap::Args)]
 pub(crate) struct ScanArgs {
     /// The image in the data directory: `REPOSITORY:TAG` or
-    /// `REPOSITORY@DIGEST`.
-    image: String,
+    /// `REPOSITORY@DIGEST`. With `--layout`: its reference name in the
+    /// layout's `index.json` (optional when it holds one image).
+    image: Option<String>,
+    /// Scan an image in an OCI image layout directory instead of the data
+    /// directory (e.g. from `skopeo copy docker://... oci:DIR`).
+    #[arg(long, value_name = "DIR")]
+    layout: Option<PathBuf>,
     /// OSV advisories (directory or zip); default: `scan.advisories`.
     #[arg(long)]
     advisories: Option<PathBuf>,
@@ -911,17 +916,9 @@ pub(crate) struct ScanArgs {
     attach: bool,
 }
 
-/// Runs `wharf scan` on an image in the configured storage.
+/// Runs `wharf scan` on an image in the configured storage or in an OCI
+/// image layout.
 pub(crate) async fn cli(config: crate::config::Config, args: ScanArgs) -> Result<(), String> {
-    let (name, reference) = match args.image.rsplit_once('@') {
-        Some((n, d)) => (n, d),
-        None => match args.image.rsplit_once(':') {
-            Some((n, t)) if !t.contains('/') => (n, t),
-            _ => (args.image.as_str(), "latest"),
-        },
-    };
-    let repo = RepositoryName::parse(name).map_err(|e| format!("{}: {e}", args.image))?;
-    let reference = Reference::parse(reference).map_err(|e| format!("{}: {e}", args.image))?;
     let path = args
         .advisories
         .clone()
@@ -930,27 +927,71 @@ pub(crate) async fn cli(config: crate::config::Config, args: ScanArgs) -> Result
             (!config.scan.advisories.as_os_str().is_empty()).then(|| config.scan.advisories.clone())
         })
         .ok_or("no advisories: pass --advisories or set scan.advisories")?;
-    let store = crate::open_store(&config)?;
-    let info = store
-        .stat_manifest(&repo, &reference)
-        .await
-        .map_err(|e| format!("{}: {e}", args.image))?;
     let db = tokio::task::spawn_blocking(move || AdvisoryDb::load(&path))
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
     let limits = config.scan.limits();
-    let (report, inventory) = image::scan(&store, &repo, &info.digest, &db, &limits, None)
-        .await
-        .map_err(|e| e.to_string())?;
-    if args.attach {
-        image::attach(&store, &repo, &report, Some(&inventory))
+    let (report, inventory) = match &args.layout {
+        Some(dir) => {
+            if args.attach {
+                return Err("--attach needs an image in the data directory, not --layout".into());
+            }
+            let dir = dir.clone();
+            let name = args.image.clone();
+            let (inventory, subject) = tokio::task::spawn_blocking(move || {
+                let layout = wharf_scan::layout::Layout::open(&dir, limits)?;
+                let found = layout.find(name.as_deref())?;
+                let inventory = layout.inventory(&found)?;
+                let subject = wharf_scan::report::Subject {
+                    repository: found
+                        .name
+                        .clone()
+                        .unwrap_or_else(|| dir.display().to_string()),
+                    digest: found.digest.to_string(),
+                    media_type: found.media_type.clone(),
+                };
+                Ok::<_, wharf_scan::ScanError>((inventory, subject))
+            })
             .await
+            .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
-    }
+            let report = Report::new(subject, &inventory, &db, std::time::SystemTime::now());
+            (report, inventory)
+        }
+        None => {
+            let spec = args
+                .image
+                .as_deref()
+                .ok_or("name an image (REPOSITORY:TAG or REPOSITORY@DIGEST) or pass --layout")?;
+            let (name, reference) = match spec.rsplit_once('@') {
+                Some((n, d)) => (n, d),
+                None => match spec.rsplit_once(':') {
+                    Some((n, t)) if !t.contains('/') => (n, t),
+                    _ => (spec, "latest"),
+                },
+            };
+            let repo = RepositoryName::parse(name).map_err(|e| format!("{spec}: {e}"))?;
+            let reference = Reference::parse(reference).map_err(|e| format!("{spec}: {e}"))?;
+            let store = crate::open_store(&config)?;
+            let info = store
+                .stat_manifest(&repo, &reference)
+                .await
+                .map_err(|e| format!("{spec}: {e}"))?;
+            let (report, inventory) = image::scan(&store, &repo, &info.digest, &db, &limits, None)
+                .await
+                .map_err(|e| e.to_string())?;
+            if args.attach {
+                image::attach(&store, &repo, &report, Some(&inventory))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            (report, inventory)
+        }
+    };
     let described = wharf_scan::sbom::Described {
-        repository: repo.to_string(),
-        digest: info.digest.to_string(),
+        repository: report.subject.repository.clone(),
+        digest: report.subject.digest.clone(),
         created: report.scanned_at.clone(),
     };
     let out = match args.format {

@@ -450,3 +450,75 @@ fn an_image_that_cannot_be_scanned_is_blocked_not_waved_through() {
     assert_eq!(r.error_code().as_deref(), Some("DENIED"));
     assert!(r.text().contains("could not be scanned"), "{}", r.text());
 }
+
+#[test]
+fn wharf_scan_reads_an_oci_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("layout");
+    let blobs = root.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    std::fs::write(root.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let put = |data: &[u8]| -> (String, usize) {
+        let d = sha256(data);
+        std::fs::write(blobs.join(d.trim_start_matches("sha256:")), data).unwrap();
+        (d, data.len())
+    };
+    let (cd, cn) =
+        put(br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#);
+    let layers: Vec<Value> = web_layers()
+        .iter()
+        .map(|(data, mt)| {
+            let (d, n) = put(data);
+            json!({"mediaType": mt, "digest": d, "size": n})
+        })
+        .collect();
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cn},
+        "layers": layers,
+    }))
+    .unwrap();
+    let (md, mn) = put(&manifest);
+    std::fs::write(
+        root.join("index.json"),
+        serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": mn,
+                "annotations": {"org.opencontainers.image.ref.name": "web:v1"}}],
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    let out = ok(wharf_cmd(60)
+        .args(["scan", "--format", "json", "--layout"])
+        .arg(&root)
+        .arg("--advisories")
+        .arg(fixtures()));
+    let report = json_of(&out, "wharf scan --layout");
+    assert_eq!(report["subject"]["repository"], "web:v1");
+    assert_eq!(report["subject"]["digest"], md.as_str());
+    assert_eq!(
+        finding_ids(&report),
+        [
+            "DSA-5532-1",
+            "GHSA-35jh-r3h4-6jhm",
+            "GHSA-j8r2-6x86-q33q",
+            "GHSA-p6mc-m468-83gw"
+        ]
+    );
+    let spdx = ok(wharf_cmd(60)
+        .args(["scan", "web:v1", "--format", "spdx", "--layout"])
+        .arg(&root)
+        .arg("--advisories")
+        .arg(fixtures()));
+    assert_eq!(json_of(&spdx, "spdx")["spdxVersion"], "SPDX-2.3");
+    let err = fails(
+        wharf_cmd(60)
+            .args(["scan", "other", "--layout"])
+            .arg(&root)
+            .arg("--advisories")
+            .arg(fixtures()),
+    );
+    assert!(err.contains("no image named \"other\""), "{err}");
+}
