@@ -7,7 +7,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use wharf_types::{Digest, Manifest};
+use wharf_types::{Digest, Digester, Manifest};
 
 use crate::error::{ScanError, ScanResult};
 use crate::layer::{Inventory, LayerStack};
@@ -168,8 +168,35 @@ impl Layout {
             }
             let file = std::fs::File::open(self.blob_path(&layer.digest))
                 .map_err(|e| self.err(format!("layer {}: {e}", layer.digest)))?;
-            stack.apply(file, layer.digest.as_str())?;
+            // Hashed as read; whatever the archive reader did not need is
+            // read too, so the whole file is checked against its digest.
+            let mut reader = Hashing {
+                inner: file,
+                digester: Digester::new(layer.digest.algorithm()),
+            };
+            stack.apply(&mut reader, layer.digest.as_str())?;
+            std::io::copy(&mut reader, &mut std::io::sink())?;
+            let actual = reader.digester.finish();
+            if actual != layer.digest {
+                return Err(self.err(format!(
+                    "layer {}: content has digest {actual}",
+                    layer.digest
+                )));
+            }
         }
         Ok(stack.finish())
+    }
+}
+
+struct Hashing<R> {
+    inner: R,
+    digester: Digester,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.digester.update(&buf[..n]);
+        Ok(n)
     }
 }

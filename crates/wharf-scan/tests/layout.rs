@@ -107,7 +107,29 @@ fn images_in_a_layout_are_found_by_name_and_scanned() {
     );
     assert!(layout.find(Some("nope")).is_err());
 
-    // A blob whose content does not match its digest is refused.
+    // A layer or manifest whose content does not match its digest is refused.
+    let tampered = layout.inventory(&alpine_img).unwrap();
+    assert_eq!(tampered.packages.len(), 3);
+    let alpine_manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            root.join("blobs/sha256")
+                .join(alpine.trim_start_matches("sha256:")),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let layer_hex = alpine_manifest["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_owned();
+    let path = root.join("blobs/sha256").join(layer_hex);
+    let mut data = std::fs::read(&path).unwrap();
+    let last = data.len() - 1;
+    data[last] ^= 1; // in the tar padding: parsing alone would not notice
+    std::fs::write(&path, data).unwrap();
+    let err = layout.inventory(&alpine_img).unwrap_err().to_string();
+    assert!(err.contains("content has digest"), "{err}");
     let hex = web.trim_start_matches("sha256:");
     std::fs::write(root.join("blobs/sha256").join(hex), b"{}").unwrap();
     assert!(layout.inventory(&img).is_err());
