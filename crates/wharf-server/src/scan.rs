@@ -1019,3 +1019,73 @@ pub(crate) async fn cli(config: crate::config::Config, args: ScanArgs) -> Result
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    #[test]
+    fn scan_section_from_file_and_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let osv = dir.path().join("osv");
+        std::fs::create_dir(&osv).unwrap();
+        let f = dir.path().join("wharf.toml");
+        std::fs::write(
+            &f,
+            format!(
+                "[scan]\nenabled = true\nadvisories = {:?}\nexemptions = [\"CVE-2023-5363\", \"GHSA-35jh-r3h4-6jhm\"]\n",
+                osv.display().to_string()
+            ),
+        )
+        .unwrap();
+        let env = [
+            ("WHARF_SCAN__POLICY", "block"),
+            ("WHARF_SCAN__BLOCK_SEVERITY", "high"),
+            ("WHARF_SCAN__CONCURRENCY", "3"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let c = Config::load(Some(&f), env).unwrap();
+        assert!(c.scan.enabled);
+        assert_eq!(c.scan.advisories, osv);
+        assert_eq!(c.scan.policy, PolicyMode::Block);
+        assert_eq!(c.scan.block_severity, Severity::High);
+        assert_eq!(c.scan.concurrency, 3);
+        assert_eq!(c.scan.exemptions.len(), 2);
+        // The effective configuration round-trips.
+        let back: Config = toml::from_str(&c.to_toml()).unwrap();
+        assert_eq!(back, c);
+
+        for bad in [
+            vec![("WHARF_SCAN__CONCURRENCY", "0")],
+            vec![("WHARF_SCAN__BLOCK_SEVERITY", "unknown")],
+            vec![("WHARF_SCAN__POLICY", "maybe")],
+            vec![("WHARF_SCAN__MAX_LAYER_BYTES", "0")],
+        ] {
+            let env = bad.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+            assert!(Config::load(Some(&f), env).is_err(), "{bad:?}");
+        }
+        // Disabled scanning needs nothing.
+        assert!(
+            Config::load(None, Vec::new())
+                .unwrap()
+                .scan
+                .validate()
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn limits_follow_the_configuration() {
+        let c = ScanConfig {
+            max_layer_bytes: 1 << 20,
+            max_file_bytes: 1 << 30,
+            ..ScanConfig::default()
+        };
+        let l = c.limits();
+        assert_eq!(l.max_layer_bytes, 1 << 20);
+        assert_eq!(l.max_binary_bytes, 1 << 30);
+        // Package databases stay within the library's own cap.
+        assert_eq!(l.max_file_bytes, Limits::default().max_file_bytes);
+    }
+}
