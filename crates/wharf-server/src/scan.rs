@@ -302,11 +302,12 @@ impl Scanner {
                 return;
             }
         }
+        // Counted before it is sent: a worker may take it at once.
+        self.m().queued.inc();
         match self.tx.try_send(job) {
-            Ok(()) => {
-                self.m().queued.inc();
-            }
+            Ok(()) => {}
             Err(e) => {
+                self.m().queued.dec();
                 let job = match e {
                     mpsc::error::TrySendError::Full(j) | mpsc::error::TrySendError::Closed(j) => j,
                 };
