@@ -22,17 +22,28 @@ fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../wharf-scan/tests/fixtures/osv")
 }
 
-fn push_blob(addr: &str, repo: &str, data: &[u8]) -> (String, usize) {
+fn with_auth<'a>(auth: Option<&'a str>, headers: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut h = headers.to_vec();
+    if let Some(a) = auth {
+        h.push(("Authorization", a));
+    }
+    h
+}
+
+fn push_blob(addr: &str, auth: Option<&str>, repo: &str, data: &[u8]) -> (String, usize) {
     let digest = sha256(data);
     let len = data.len().to_string();
     let r = raw_request(
         addr,
         "POST",
         &format!("/v2/{repo}/blobs/uploads/?digest={digest}"),
-        &[
-            ("Content-Length", &len),
-            ("Content-Type", "application/octet-stream"),
-        ],
+        &with_auth(
+            auth,
+            &[
+                ("Content-Length", &len),
+                ("Content-Type", "application/octet-stream"),
+            ],
+        ),
         data,
     );
     assert_eq!(r.status, 201, "{}", r.text());
@@ -41,13 +52,23 @@ fn push_blob(addr: &str, repo: &str, data: &[u8]) -> (String, usize) {
 
 /// Pushes an image and returns its manifest digest.
 fn push_image(addr: &str, repo: &str, tag: &str, layers: &[(Vec<u8>, &str)]) -> String {
+    push_image_as(addr, None, repo, tag, layers)
+}
+
+fn push_image_as(
+    addr: &str,
+    auth: Option<&str>,
+    repo: &str,
+    tag: &str,
+    layers: &[(Vec<u8>, &str)],
+) -> String {
     let config =
         br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
-    let (cd, cn) = push_blob(addr, repo, config);
+    let (cd, cn) = push_blob(addr, auth, repo, config);
     let descs: Vec<Value> = layers
         .iter()
         .map(|(data, mt)| {
-            let (d, n) = push_blob(addr, repo, data);
+            let (d, n) = push_blob(addr, auth, repo, data);
             json!({"mediaType": mt, "digest": d, "size": n})
         })
         .collect();
@@ -63,10 +84,13 @@ fn push_image(addr: &str, repo: &str, tag: &str, layers: &[(Vec<u8>, &str)]) -> 
         addr,
         "PUT",
         &format!("/v2/{repo}/manifests/{tag}"),
-        &[
-            ("Content-Type", "application/vnd.oci.image.manifest.v1+json"),
-            ("Content-Length", &len),
-        ],
+        &with_auth(
+            auth,
+            &[
+                ("Content-Type", "application/vnd.oci.image.manifest.v1+json"),
+                ("Content-Length", &len),
+            ],
+        ),
         &manifest,
     );
     assert_eq!(r.status, 201, "{}", r.text());
@@ -521,4 +545,68 @@ fn wharf_scan_reads_an_oci_layout() {
             .arg(fixtures()),
     );
     assert!(err.contains("no image named \"other\""), "{err}");
+}
+
+#[test]
+fn with_auth_the_scan_api_and_the_policy_come_after_authorization() {
+    let dir = tempfile::tempdir().unwrap();
+    let osv = dir.path().join("osv");
+    std::fs::create_dir(&osv).unwrap();
+    for entry in std::fs::read_dir(fixtures()).unwrap() {
+        let p = entry.unwrap().path();
+        std::fs::copy(&p, osv.join(p.file_name().unwrap())).unwrap();
+    }
+    let srv = AuthSetup::new("basic")
+        .auth(&format!(
+            "[scan]\nenabled = true\nadvisories = \"{}\"\npolicy = \"block\"\nblock_severity = \"high\"",
+            osv.display()
+        ))
+        .start();
+    let addr = srv.addr().to_owned();
+    let writer = srv.basic(Who::Writer).unwrap();
+    let reader = srv.basic(Who::Reader).unwrap();
+    let digest = push_image_as(&addr, Some(&writer), "private/web", "v1", &web_layers());
+
+    let path = "/wharf/v1/scan/private/web/v1";
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let report = loop {
+        let r = raw_request(&addr, "GET", path, &[("Authorization", &reader)], b"");
+        if r.status == 200 {
+            break r.json();
+        }
+        assert!(Instant::now() < deadline, "{} {}", r.status, r.text());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(report["subject"]["digest"], digest.as_str());
+
+    // Anonymous clients are challenged before anything is said about the
+    // image, on the API and on pulls.
+    let r = raw_request(&addr, "GET", path, &[], b"");
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert!(r.header("www-authenticate").unwrap().starts_with("Basic"));
+    let r = raw_request(&addr, "GET", "/v2/private/web/manifests/v1", &[], b"");
+    assert_eq!(r.status, 401, "{}", r.text());
+    // A reader may read the report, but not pull the vulnerable image.
+    let r = raw_request(
+        &addr,
+        "GET",
+        "/v2/private/web/manifests/v1",
+        &[("Authorization", &reader)],
+        b"",
+    );
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(r.text().contains("GHSA-35jh-r3h4-6jhm"), "{}", r.text());
+    // Rescans need push access.
+    let post = |auth: &str| {
+        raw_request(
+            &addr,
+            "POST",
+            path,
+            &[("Authorization", auth), ("Content-Length", "0")],
+            b"",
+        )
+        .status
+    };
+    assert_eq!(post(&reader), 403);
+    assert_eq!(post(&writer), 202);
 }
