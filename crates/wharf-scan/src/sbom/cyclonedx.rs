@@ -25,7 +25,12 @@ pub fn render(image: &Described, inventory: &Inventory) -> Value {
                 ],
             });
             if let Some(l) = &p.license {
-                c["licenses"] = json!([{"expression": l}]);
+                // An SPDX expression where it is one, else the text as a name.
+                c["licenses"] = if super::spdx::license_expression(l).is_some() {
+                    json!([{"expression": l}])
+                } else {
+                    json!([{"license": {"name": l}}])
+                };
             }
             if let Some(src) = &p.source_name
                 && let Some(props) = c["properties"].as_array_mut()
