@@ -52,6 +52,19 @@ if ! "$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.vers
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "oras==$ORAS_VERSION"
 fi
 
+# The SBOM formats' own validators (CycloneDX JSON schema, SPDX tools) for
+# crates/wharf-scan/tests/sbom_validators.rs, in their own venv.
+SBOM_VENV="${WHARF_CI_CACHE:-$HOME/.cache/wharf-ci}/sbom-venv"
+CYCLONEDX_LIB_VERSION=11.12.0
+SPDX_TOOLS_VERSION=0.8.5
+if ! "$SBOM_VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('cyclonedx-python-lib') != '$CYCLONEDX_LIB_VERSION' or m.version('spdx-tools') != '$SPDX_TOOLS_VERSION')" 2>/dev/null; then
+    python=/usr/bin/python3
+    [ -x "$python" ] || python=python3
+    "$python" -m venv --clear "$SBOM_VENV"
+    "$SBOM_VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+        "cyclonedx-python-lib[json-validation]==$CYCLONEDX_LIB_VERSION" "spdx-tools==$SPDX_TOOLS_VERSION"
+fi
+
 if command -v rustup >/dev/null 2>&1; then
     rustup component add rustfmt clippy >/dev/null 2>&1 || true
 fi
