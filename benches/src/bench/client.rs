@@ -103,6 +103,8 @@ pub struct Target {
     /// The server's process id, when it runs on this machine: its CPU time
     /// and peak RSS are then reported per scenario.
     pub(crate) pid: Option<u32>,
+    /// Scenarios this target sits out (its cells stay empty).
+    pub(crate) skip: Vec<super::Scenario>,
 }
 
 impl Target {
@@ -124,6 +126,7 @@ impl Target {
             auth: Auth::new(credentials),
             timeout: Duration::from_secs(600),
             pid: None,
+            skip: Vec::new(),
         };
         if let Some(dir) = url.strip_prefix("file://") {
             if !dir.starts_with('/') {
@@ -168,6 +171,13 @@ impl Target {
     /// its CPU time per operation, cores busy and peak RSS per scenario.
     pub fn with_pid(mut self, pid: u32) -> Self {
         self.pid = Some(pid);
+        self
+    }
+
+    /// Leaves `scenarios` out for this target (a peer that cannot take
+    /// part, or would take too long): its cells stay empty.
+    pub fn skipping(mut self, scenarios: &[super::Scenario]) -> Self {
+        self.skip.extend_from_slice(scenarios);
         self
     }
 

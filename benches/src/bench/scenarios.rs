@@ -64,7 +64,11 @@ pub(crate) async fn run_all(cfg: &Config, targets: Vec<Arc<Target>>) -> Report {
     for &sc in &cfg.scenarios {
         let mut results: Vec<Result<Vec<Measurement>, String>> =
             targets.iter().map(|_| Ok(Vec::new())).collect();
+        let skipped: Vec<bool> = targets.iter().map(|t| t.skip.contains(&sc)).collect();
         for (i, t) in targets.iter().enumerate() {
+            if skipped[i] {
+                continue;
+            }
             if let Err(e) = setup(&ctx, sc, t, &mut states[i]).await {
                 let msg = format!("setup: {e}");
                 if !cfg.quiet {
@@ -81,7 +85,7 @@ pub(crate) async fn run_all(cfg: &Config, targets: Vec<Arc<Target>>) -> Report {
                 (0..targets.len()).rev().collect()
             };
             for i in order {
-                if results[i].is_err() {
+                if results[i].is_err() || skipped[i] {
                     continue;
                 }
                 let label = format!(
@@ -149,12 +153,16 @@ async fn setup(ctx: &Ctx, sc: Scenario, t: &Arc<Target>, st: &mut State) -> Resu
             let repo = format!("{}/large", ctx.prefix);
             let p = Arc::new(Progress::default());
             let ticker = Ticker::start(label, p.clone(), ctx.cfg.quiet);
-            let mut conn = Conn::new(t.clone()).with_progress(p);
-            // Some registries refuse a large single-request body (413):
-            // chunks then, so the download can still be measured.
+            let mut conn = Conn::new(t.clone()).with_progress(p.clone());
+            // Some registries refuse a large single-request body (413, and
+            // close the connection): chunks then, on a new connection, so
+            // the download can still be measured.
             let r = match push_mono(&mut conn, &repo, &blob).await {
                 Ok(()) => Ok(()),
-                Err(_) => push_chunked(&mut conn, &repo, &blob, ctx.cfg.chunk.max(1)).await,
+                Err(_) => {
+                    let mut conn = Conn::new(t.clone()).with_progress(p);
+                    push_chunked(&mut conn, &repo, &blob, ctx.cfg.chunk.max(1)).await
+                }
             };
             ticker.finish();
             r?;
@@ -192,7 +200,9 @@ async fn setup(ctx: &Ctx, sc: Scenario, t: &Arc<Target>, st: &mut State) -> Resu
             let next = Arc::new(AtomicUsize::new(0));
             let count = ctx.cfg.list_tags;
             let width = tag_width(count);
-            let deadline = Instant::now() + ctx.cfg.max_setup;
+            let started = Instant::now();
+            let max_setup = ctx.cfg.max_setup;
+            let deadline = started + max_setup;
             let outs = workers(ctx.cfg.clients, |_| {
                 let (t, p, next, repo, m) =
                     (t.clone(), p.clone(), next.clone(), repo.clone(), m.clone());
@@ -200,6 +210,15 @@ async fn setup(ctx: &Ctx, sc: Scenario, t: &Arc<Target>, st: &mut State) -> Resu
                     let mut conn = Conn::new(t);
                     let mut meas = Measurement::new("", Kind::Rate("tags/s"));
                     while Instant::now() < deadline {
+                        // Give up early when the pace so far cannot fill
+                        // the repository in time.
+                        let spent = started.elapsed();
+                        if spent > Duration::from_secs(5) {
+                            let done = p.ops.load(Ordering::Relaxed) as f64;
+                            if done * max_setup.as_secs_f64() / spent.as_secs_f64() < count as f64 {
+                                break;
+                            }
+                        }
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         if i >= count {
                             break;
@@ -227,7 +246,9 @@ async fn setup(ctx: &Ctx, sc: Scenario, t: &Arc<Target>, st: &mut State) -> Resu
             let pushed = p.ops.load(Ordering::Relaxed);
             if pushed < count as u64 {
                 return Err(format!(
-                    "only {pushed} of {count} tags pushed in {:?} (--max-setup)",
+                    "only {pushed} of {count} tags pushed in {:.0?}, too slow to fill the \
+                     repository within {:?} (--max-setup)",
+                    started.elapsed(),
                     ctx.cfg.max_setup
                 )
                 .into());

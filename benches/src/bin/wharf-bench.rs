@@ -39,6 +39,10 @@ struct Args {
     /// busy and peak RSS to every scenario (0 skips a target).
     #[arg(long, value_delimiter = ',')]
     pids: Vec<u32>,
+    /// Scenarios a target sits out, as NAME:SCENARIO, comma-separated
+    /// (e.g. ferro:push-large-mono): its cells stay empty.
+    #[arg(long, value_delimiter = ',')]
+    skip: Vec<String>,
     /// Scenarios, comma-separated: push-large-mono, push-large-chunked,
     /// pull-large, push-small, manifest-get, manifest-head, tag-push,
     /// tag-list, mixed (all by default), and http-get (GET of the URL).
@@ -243,6 +247,16 @@ fn main() -> ExitCode {
         .user
         .clone()
         .map(|u| (u, args.password.clone().unwrap_or_default()));
+    let names: Vec<String> = (0..urls.len())
+        .map(|i| args.names.get(i).cloned().unwrap_or_default())
+        .collect();
+    for entry in &args.skip {
+        let name = entry.split_once(':').map_or("", |(n, _)| n);
+        if !args.names.is_empty() && !names.iter().any(|n| n == name) {
+            eprintln!("wharf-bench: --skip {entry:?}: no target is named {name:?}");
+            return ExitCode::from(2);
+        }
+    }
     let mut targets = Vec::new();
     for (i, url) in urls.iter().enumerate() {
         let name = args.names.get(i).cloned().unwrap_or_else(|| {
@@ -252,10 +266,24 @@ fn main() -> ExitCode {
                 .trim_end_matches('/')
                 .to_owned()
         });
+        let mut skip = Vec::new();
+        for entry in &args.skip {
+            let parsed = entry
+                .split_once(':')
+                .and_then(|(n, s)| Some((n, Scenario::parse(s)?)));
+            match parsed {
+                Some((n, sc)) if n == name => skip.push(sc),
+                Some(_) => {}
+                None => {
+                    eprintln!("wharf-bench: --skip {entry:?}: expected NAME:SCENARIO");
+                    return ExitCode::from(2);
+                }
+            }
+        }
         match Target::new(&name, url, credentials.clone()) {
             Ok(t) => targets.push(match args.pids.get(i) {
-                Some(&pid) if pid > 0 => t.with_pid(pid),
-                _ => t,
+                Some(&pid) if pid > 0 => t.with_pid(pid).skipping(&skip),
+                _ => t.skipping(&skip),
             }),
             Err(e) => {
                 eprintln!("wharf-bench: {e}");
