@@ -610,3 +610,39 @@ fn with_auth_the_scan_api_and_the_policy_come_after_authorization() {
     assert_eq!(post(&reader), 403);
     assert_eq!(post(&writer), 202);
 }
+
+#[test]
+fn images_pushed_before_scanning_was_on_are_scanned_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let osv = dir.path().join("osv");
+    std::fs::create_dir(&osv).unwrap();
+    std::fs::copy(
+        fixtures().join("GHSA-35jh-r3h4-6jhm.json"),
+        osv.join("a.json"),
+    )
+    .unwrap();
+    let w = Wharf::start_logged_in(dir, &[]);
+    let web = push_image(&w.addr, "app/web", "v1", &web_layers());
+    let r = raw_request(
+        &w.addr,
+        "GET",
+        &format!("/wharf/v1/scan/app/web/{web}"),
+        &[],
+        b"",
+    );
+    assert_eq!(r.status, 404, "scanning is off: {}", r.text());
+
+    let dir = w.kill();
+    let config = dir.path().join("wharf.toml");
+    write_file(
+        &config,
+        format!(
+            "[scan]\nenabled = true\nadvisories = \"{}\"\n",
+            dir.path().join("osv").display()
+        ),
+    );
+    let cfg = config.to_str().unwrap().to_owned();
+    let w = Wharf::start_logged_in(dir, &["--config", &cfg]);
+    let report = wait_report(&w, "app/web", &web, |_| true);
+    assert_eq!(finding_ids(&report), ["GHSA-35jh-r3h4-6jhm"]);
+}
