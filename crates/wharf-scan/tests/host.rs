@@ -47,7 +47,10 @@ fn dpkg_status_agrees_with_dpkg_query() {
         .lines()
         .filter_map(|l| {
             let f: Vec<&str> = l.split('\t').collect();
-            (f.len() == 3 && f[2].starts_with("ii")).then(|| (f[0].to_owned(), f[1].to_owned()))
+            // The abbreviation is desired action, state, error: state `i`
+            // is installed, whether the package is held (`hi`) or not (`ii`).
+            (f.len() == 3 && f[2].chars().nth(1) == Some('i'))
+                .then(|| (f[0].to_owned(), f[1].to_owned()))
         })
         .collect();
     assert!(!want.is_empty());
