@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::Severity;
 use super::model::{Advisory, Affected, Event, RangeType};
 use crate::error::{ScanError, ScanResult};
 use crate::layer::Inventory;
@@ -109,6 +110,8 @@ pub struct AdvisoryDb {
     advisories: Vec<Advisory>,
     /// (ecosystem, advisory package name) -> (advisory, affected entry)
     index: HashMap<(Ecosystem, String), Vec<(usize, usize)>>,
+    /// Every id, alias and upstream id -> the advisories that carry it.
+    related: HashMap<String, Vec<usize>>,
     fingerprint: Fingerprint,
     warnings: Vec<String>,
 }
@@ -229,6 +232,11 @@ impl AdvisoryDb {
                     .push((ai, fi));
             }
         }
+        for (ai, a) in advisories.iter().enumerate() {
+            for id in std::iter::once(&a.id).chain(&a.aliases).chain(&a.upstream) {
+                self.related.entry(id.clone()).or_default().push(ai);
+            }
+        }
         self.advisories = advisories;
     }
 
@@ -307,7 +315,7 @@ impl AdvisoryDb {
             if !affects(eco, f, raw_version, &version) {
                 continue;
             }
-            let (severity, score) = a.rating(Some(f));
+            let (severity, score) = self.rating(ai, f);
             out.push(Finding {
                 id: a.id.clone(),
                 aliases: a.aliases.clone(),
@@ -325,6 +333,33 @@ impl AdvisoryDb {
             });
         }
         out
+    }
+}
+
+impl AdvisoryDb {
+    /// An advisory's rating; when it has none of its own (distribution
+    /// records often carry none), the highest rating among loaded records
+    /// about the same vulnerability (sharing an id, alias or upstream id,
+    /// e.g. the GitHub or NVD-scored record of its CVE).
+    fn rating(&self, ai: usize, f: &Affected) -> (Severity, Option<f64>) {
+        let a = &self.advisories[ai];
+        let own = a.rating(Some(f));
+        if own.0 != Severity::Unknown {
+            return own;
+        }
+        let mut best = own;
+        for id in std::iter::once(&a.id).chain(&a.aliases).chain(&a.upstream) {
+            for &other in self.related.get(id).into_iter().flatten() {
+                if other == ai {
+                    continue;
+                }
+                let r = self.advisories[other].rating(None);
+                if r.0 > best.0 || (r.0 == best.0 && r.1 > best.1) {
+                    best = r;
+                }
+            }
+        }
+        best
     }
 }
 
@@ -504,6 +539,40 @@ mod tests {
             Some("13"),
             Some(&distro("debian", ""))
         ));
+    }
+
+    #[test]
+    fn unrated_records_take_the_rating_of_related_ones() {
+        let records = serde_json::json!([
+            // Debian's record of the vulnerability: no rating of its own.
+            {"id": "DEBIAN-CVE-2023-39325", "upstream": ["CVE-2023-39325"],
+             "affected": [{"package": {"ecosystem": "Debian:12", "name": "golang-1.19"},
+                "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "1.19.8-2+deb12u1"}]}]}]},
+            // GitHub's record of the same CVE, scored.
+            {"id": "GHSA-4374-p667-p6c8", "aliases": ["CVE-2023-39325"],
+             "severity": [{"type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:N/A:H"}],
+             "affected": [{"package": {"ecosystem": "Go", "name": "golang.org/x/net"},
+                "ranges": [{"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": "0.17.0"}]}]}]},
+            // Unrelated, unrated.
+            {"id": "DEBIAN-CVE-2000-0001", "affected": [{"package": {"ecosystem": "Debian:12", "name": "golang-1.19"},
+                "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "1.19.8-2+deb12u1"}]}]}]}
+        ]);
+        let db = AdvisoryDb::from_advisories(serde_json::from_value(records).unwrap());
+        let mut p = Package::new(crate::PackageKind::Deb, "golang-1.19-go", "1.19.8-2", "x");
+        p.source_name = Some("golang-1.19".into());
+        let f = db.match_package(&p, Some(&distro("debian", "12")));
+        let rated: Vec<(&str, Severity, Option<f64>)> = f
+            .iter()
+            .map(|f| (f.id.as_str(), f.severity, f.score))
+            .collect();
+        assert!(
+            rated.contains(&("DEBIAN-CVE-2023-39325", Severity::High, Some(7.5))),
+            "{rated:?}"
+        );
+        assert!(
+            rated.contains(&("DEBIAN-CVE-2000-0001", Severity::Unknown, None)),
+            "{rated:?}"
+        );
     }
 
     #[test]
