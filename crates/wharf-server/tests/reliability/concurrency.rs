@@ -413,7 +413,8 @@ fn slow_pull(addr: &str, path: &str) -> (u16, u64, u64, String) {
     (status, len, got, d.finish().to_string())
 }
 
-/// A delete (unlink, then online GC removing the content) during 100
+/// A delete (of the image and the blob's link, then online GC removing
+/// the content) during 100
 /// concurrent slow pulls of the blob: every stream either completes with
 /// the right bytes or stops short with a correct prefix, never mixed or
 /// wrong bytes; later pulls get 404.
@@ -434,8 +435,10 @@ fn delete_during_100_concurrent_pulls_never_serves_wrong_bytes() {
     let addr = w.addr.clone();
     let mut rng = Rng::new(36);
     let blob = Arc::new(rng.bytes(4 << 20));
-    let d = push_blob(&addr, "del/app", &blob);
-    // Older than the grace period by the time it is unlinked.
+    // In an image, so that it is kept until the delete; older than the
+    // grace period by then.
+    let (manifest, _) = push_image(&addr, "del/app", "v1", &blob);
+    let d = sha256(&blob);
     std::thread::sleep(Duration::from_millis(4200));
     let path = format!("/v2/del/app/blobs/{d}");
     let barrier = Arc::new(Barrier::new(101));
@@ -450,6 +453,14 @@ fn delete_during_100_concurrent_pulls_never_serves_wrong_bytes() {
         .collect();
     barrier.wait();
     std::thread::sleep(Duration::from_millis(300));
+    let r = raw_request(
+        &addr,
+        "DELETE",
+        &format!("/v2/del/app/manifests/{manifest}"),
+        &[],
+        b"",
+    );
+    assert_eq!(r.status, 202, "{}", r.text());
     let r = raw_request(&addr, "DELETE", &path, &[], b"");
     assert_eq!(r.status, 202, "{}", r.text());
     // The collector removes the content within a few seconds.
