@@ -102,6 +102,9 @@ pub struct ScrubReport {
 }
 
 const PAGE: usize = 1000;
+/// How long before a collection's start its re-mark looks for manifests
+/// pushed while it marked (see `gc_with_progress`).
+const REMARK_MARGIN: Duration = Duration::from_secs(5);
 
 impl Store {
     /// Runs garbage collection once.
@@ -151,9 +154,17 @@ impl Store {
             }
         }
 
-        // Re-mark what was pushed while we were marking.
+        // Re-mark what was pushed while we were marking. Record times may
+        // be coarser than `started` (the filesystem backend keeps
+        // milliseconds) or come from another clock (an object store's), so
+        // the window opens a little before the start: re-marking a manifest
+        // twice only costs a read.
+        let remark_since = started
+            .checked_sub(REMARK_MARGIN)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
         for repo in &repos {
-            self.mark_new_manifests(repo, started, &mut live).await?;
+            self.mark_new_manifests(repo, remark_since, &mut live)
+                .await?;
         }
         let new_repos = self.all_repositories().await?;
         for repo in new_repos.iter().filter(|r| !repos.contains(r)) {
