@@ -21,6 +21,32 @@ use wharf_storage::{FsBackend, GcOptions, MemoryBackend, Store, StoreConfig};
 
 use crate::config::{Config, LogFormat, StorageKind};
 
+/// glibc's allocator gives each thread that allocates concurrently an arena
+/// of its own (up to eight per core) and keeps freed memory in it: under a
+/// mixed push/pull load, the short-lived buffers of the I/O threads left
+/// `serve` with about 70 MiB resident instead of about 45 MiB at the same
+/// throughput with two arenas. The arena count can only be set before the
+/// allocator starts, from the environment, so `serve` re-executes itself
+/// once with `MALLOC_ARENA_MAX=2` unless the variable is already set (set
+/// it to choose another value; other allocators ignore it). The process
+/// keeps its id; if the re-execution fails, the server runs as it is.
+fn limit_malloc_arenas() {
+    use std::os::unix::process::CommandExt;
+    const VAR: &str = "MALLOC_ARENA_MAX";
+    if !cfg!(all(target_os = "linux", target_env = "gnu")) || std::env::var_os(VAR).is_some() {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let err = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env(VAR, "2")
+        .exec();
+    // Only reached when the exec failed.
+    eprintln!("wharf: could not restart with {VAR}=2 ({err}); continuing");
+}
+
 /// A fast, safe, embeddable OCI container registry.
 #[derive(Debug, Parser)]
 #[command(name = "wharf", version, about, propagate_version = true)]
@@ -174,6 +200,9 @@ impl Common {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Serve { .. }) {
+        limit_malloc_arenas();
+    }
     let result = match cli.command {
         Command::Version => {
             println!("wharf {}", env!("CARGO_PKG_VERSION"));

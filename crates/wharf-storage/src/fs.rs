@@ -896,7 +896,19 @@ fn db_writer(db: &MetaDb, rx: &mpsc::Receiver<WriteRequest>) {
             bytes += more;
             group.push(request);
         }
-        commit_group(db, group);
+        // Batches that need no fsync are committed first, on their own
+        // (a commit without an fsync is cheap), so their callers never wait
+        // for the durable commit of the others. Concurrent callers' batches
+        // have no order among themselves; one caller's are never in the
+        // same group (each waits for its reply).
+        let (relaxed, durable): (Vec<_>, Vec<_>) =
+            group.into_iter().partition(|r| !r.batch.durable());
+        if !relaxed.is_empty() {
+            commit_group(db, relaxed);
+        }
+        if !durable.is_empty() {
+            commit_group(db, durable);
+        }
     }
 }
 

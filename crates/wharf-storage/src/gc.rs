@@ -125,12 +125,16 @@ impl Store {
         let mut report = GcReport::default();
         let mut live: HashSet<Digest> = HashSet::new();
         let mut recent: HashSet<Digest> = HashSet::new();
+        // The revisions the mark phase decided about, with their times.
+        let mut seen: HashMap<RepositoryName, HashMap<Digest, SystemTime>> = HashMap::new();
 
         let repos = self.all_repositories().await?;
         for repo in &repos {
             report.repositories += 1;
-            self.mark_repository(repo, options, cutoff, &mut live, &mut recent, &mut report)
+            let listed = self
+                .mark_repository(repo, options, cutoff, &mut live, &mut recent, &mut report)
                 .await?;
+            seen.insert(repo.clone(), listed);
             progress(&Progress {
                 phase: "mark",
                 done: report.repositories,
@@ -163,12 +167,12 @@ impl Store {
             .checked_sub(REMARK_MARGIN)
             .unwrap_or(SystemTime::UNIX_EPOCH);
         for repo in &repos {
-            self.mark_new_manifests(repo, remark_since, &mut live)
+            self.mark_new_manifests(repo, remark_since, seen.get(repo), &mut live)
                 .await?;
         }
         let new_repos = self.all_repositories().await?;
         for repo in new_repos.iter().filter(|r| !repos.contains(r)) {
-            self.mark_new_manifests(repo, SystemTime::UNIX_EPOCH, &mut live)
+            self.mark_new_manifests(repo, SystemTime::UNIX_EPOCH, None, &mut live)
                 .await?;
         }
 
@@ -286,7 +290,7 @@ impl Store {
         live: &mut HashSet<Digest>,
         recent: &mut HashSet<Digest>,
         report: &mut GcReport,
-    ) -> StoreResult<()> {
+    ) -> StoreResult<HashMap<Digest, SystemTime>> {
         let rev_prefix = keys::revisions_prefix(repo);
         let mut revisions: HashMap<Digest, (Revision, SystemTime)> = HashMap::new();
         for e in self.list_all(&rev_prefix, true).await? {
@@ -362,13 +366,14 @@ impl Store {
                 recent.insert(d);
             }
         }
-        Ok(())
+        Ok(revisions.into_iter().map(|(d, (_, t))| (d, t)).collect())
     }
 
     async fn mark_new_manifests(
         &self,
         repo: &RepositoryName,
         since: SystemTime,
+        seen: Option<&HashMap<Digest, SystemTime>>,
         live: &mut HashSet<Digest>,
     ) -> StoreResult<()> {
         let prefix = keys::revisions_prefix(repo);
@@ -379,6 +384,10 @@ impl Store {
             let Ok(d) = Digest::parse(keys::after_prefix(&e.key, &prefix)) else {
                 continue;
             };
+            // The mark phase decided about this very record already.
+            if seen.and_then(|s| s.get(&d)) == Some(&e.modified) {
+                continue;
+            }
             let (blobs, children) = self.manifest_edges(&d).await?;
             live.insert(d);
             live.extend(blobs);
