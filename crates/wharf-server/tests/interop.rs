@@ -6,7 +6,7 @@
 //! (`docker-registry`) as a reference, and what the clients see is compared.
 //!
 //! Only the `oci-client` test runs by default. The others need the tools
-//! that `.ci/install.sh` installs, and are `#[ignore]`d with the tool named:
+//! that `.ci/install.sh` installs, and are ignored by default, each naming its tool:
 //! `cargo test -p wharf-server --test interop -- --include-ignored`.
 //! Every external command runs under coreutils' `timeout`, every daemon a
 //! test starts is stopped by a guard's `Drop` (also on failure), and a

@@ -4,7 +4,7 @@
 //! Docker token dance), and the oras Python SDK with credentials.
 //!
 //! The tests need the tools that `.ci/install.sh` installs and are
-//! `#[ignore]`d with the tool named:
+//! ignored by default, each naming its tool:
 //! `cargo test -p wharf-server --test interop_auth -- --include-ignored`.
 //! Every external command runs under coreutils' `timeout`; every daemon is
 //! stopped by a guard's `Drop`; on a panic the server's log tail is shown.
