@@ -16,19 +16,18 @@
 mod common;
 
 use std::fs;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use common::{Distribution, Wharf, tail_file};
+use common::{
+    Built, Containerd, Containers, Distribution, Docker, Wharf, busybox_rootfs_tar, cmd, fails,
+    json_of, need, oci_image, ok, oras_python, run, sha256, text, write_file,
+};
 use serde_json::{Value, json};
-use wharf_types::Digest;
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 /// What a modern client sends when it can take any manifest.
@@ -39,107 +38,7 @@ const ACCEPT_ANY: &str = "application/vnd.oci.image.manifest.v1+json, \
 /// The static busybox from Debian's busybox-static.
 const BUSYBOX: &str = "/bin/busybox";
 
-fn sha256(data: &[u8]) -> String {
-    Digest::sha256(data).to_string()
-}
-
 // ---- external commands ----
-
-/// `prog` run under `timeout` (which signals the command's whole process
-/// group), killed after `secs` seconds, with no standard input.
-fn cmd(secs: u64, prog: &str) -> Command {
-    let mut c = Command::new("timeout");
-    c.arg("--kill-after=5")
-        .arg(format!("{secs}s"))
-        .arg(prog)
-        .stdin(Stdio::null());
-    c
-}
-
-/// The command line, without the `timeout` wrapper.
-fn describe(c: &Command) -> String {
-    let mut words: Vec<String> = c
-        .get_args()
-        .skip(2)
-        .map(|a| {
-            let a = a.to_string_lossy();
-            if a.contains(' ') || a.is_empty() {
-                format!("'{a}'")
-            } else {
-                a.into_owned()
-            }
-        })
-        .collect();
-    if c.get_program() != "timeout" {
-        words.insert(0, c.get_program().to_string_lossy().into_owned());
-    }
-    words.join(" ")
-}
-
-fn run(c: &mut Command) -> Output {
-    c.output()
-        .unwrap_or_else(|e| panic!("cannot run `{}`: {e}", describe(c)))
-}
-
-fn text(bytes: &[u8]) -> String {
-    let s = String::from_utf8_lossy(bytes);
-    // Keep messages readable: progress bars and huge outputs are cut.
-    if s.len() > 6000 {
-        format!("...{}", &s[s.len() - 6000..])
-    } else {
-        s.into_owned()
-    }
-}
-
-fn report(c: &Command, out: &Output) -> String {
-    let why = match out.status.code() {
-        Some(124) | Some(137) => "timed out".to_owned(),
-        _ => format!("exited with {}", out.status),
-    };
-    format!(
-        "`{}` {why}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        describe(c),
-        text(&out.stdout),
-        text(&out.stderr)
-    )
-}
-
-/// Runs a command that must succeed and returns its stdout.
-#[track_caller]
-fn ok(c: &mut Command) -> String {
-    let out = run(c);
-    assert!(out.status.success(), "{}", report(c, &out));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Runs a command that must fail (not by timing out) and returns its stderr.
-#[track_caller]
-fn fails(c: &mut Command) -> String {
-    let out = run(c);
-    assert!(
-        !out.status.success() && !matches!(out.status.code(), Some(124) | Some(137)),
-        "expected a failure: {}",
-        report(c, &out)
-    );
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Fails the test at once, naming what to install, if a tool is missing.
-fn need(tools: &[&str]) {
-    let missing: Vec<&str> = tools.iter().copied().filter(|t| !common::have(t)).collect();
-    assert!(
-        missing.is_empty(),
-        "missing tools {missing:?}: run .ci/install.sh (as root) first"
-    );
-    assert!(
-        Path::new(BUSYBOX).is_file(),
-        "{BUSYBOX} is missing: apt-get install busybox-static"
-    );
-}
-
-fn json_of(stdout: &str, what: &str) -> Value {
-    serde_json::from_str(stdout).unwrap_or_else(|e| panic!("{what}: not JSON ({e}):\n{stdout}"))
-}
 
 /// Reads a file that a tool wrote (a digest file, say), trimmed.
 fn read_trimmed(path: &Path) -> String {
@@ -149,157 +48,7 @@ fn read_trimmed(path: &Path) -> String {
         .to_owned()
 }
 
-fn write(path: &Path, data: impl AsRef<[u8]>) {
-    if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent).expect("mkdir");
-    }
-    fs::write(path, data).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
-}
-
 // ---- long-running daemons ----
-
-/// A daemon in its own process group with its output in a log file; on drop
-/// the group gets SIGTERM, then SIGKILL if it has not exited within 15 s.
-struct Daemon {
-    name: String,
-    child: Child,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn spawn(name: &str, mut c: Command, log: &Path) -> Daemon {
-        let file = fs::File::create(log).expect("create log");
-        c.stdin(Stdio::null())
-            .stdout(file.try_clone().expect("dup log"))
-            .stderr(file)
-            .process_group(0);
-        let child = c
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        Daemon {
-            name: name.to_owned(),
-            child,
-            log: log.to_owned(),
-        }
-    }
-
-    /// Polls `ready` until it holds; fails with the log if the daemon exits
-    /// or `secs` pass first.
-    fn wait_ready(&mut self, secs: u64, mut ready: impl FnMut() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "{} exited during startup ({status}):\n{}",
-                    self.name,
-                    tail_file(&self.log, 40)
-                );
-            }
-            if ready() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} not ready after {secs} s:\n{}",
-                self.name,
-                tail_file(&self.log, 40)
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    fn signal_group(&self, signal: &str) {
-        let _ = Command::new("kill")
-            .args(["-s", signal, "--", &format!("-{}", self.child.id())])
-            .stderr(Stdio::null())
-            .status();
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!(
-                "--- {} (last log lines) ---\n{}",
-                self.name,
-                tail_file(&self.log, 40)
-            );
-        }
-        if let Ok(Some(_)) = self.child.try_wait() {
-            return;
-        }
-        self.signal_group("TERM");
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        self.signal_group("KILL");
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A containerd with its own root, state and socket under `dir`, and only
-/// the plugins that need no host setup (CRI is off).
-struct Containerd {
-    socket: PathBuf,
-    _daemon: Daemon,
-}
-
-impl Containerd {
-    fn start(dir: &Path) -> Containerd {
-        fs::create_dir_all(dir).expect("mkdir");
-        let socket = dir.join("containerd.sock");
-        let config = dir.join("config.toml");
-        write(
-            &config,
-            format!(
-                "version = 2\n\
-                 root = \"{root}\"\n\
-                 state = \"{state}\"\n\
-                 disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
-                 [grpc]\n  address = \"{sock}\"\n\
-                 [ttrpc]\n  address = \"{sock}.ttrpc\"\n\
-                 [debug]\n  address = \"\"\n\
-                 [metrics]\n  address = \"\"\n",
-                root = dir.join("root").display(),
-                state = dir.join("state").display(),
-                sock = socket.display(),
-            ),
-        );
-        let mut c = Command::new("containerd");
-        c.arg("--config").arg(&config);
-        let mut daemon = Daemon::spawn("containerd", c, &dir.join("containerd.log"));
-        let sock = socket.clone();
-        daemon.wait_ready(30, || {
-            sock.exists()
-                && cmd(10, "ctr")
-                    .arg("--address")
-                    .arg(&sock)
-                    .arg("version")
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status()
-                    .is_ok_and(|s| s.success())
-        });
-        Containerd {
-            socket,
-            _daemon: daemon,
-        }
-    }
-
-    /// `ctr` on this containerd, in namespace `ns`.
-    fn ctr(&self, secs: u64, ns: &str) -> Command {
-        let mut c = cmd(secs, "ctr");
-        c.arg("--address")
-            .arg(&self.socket)
-            .args(["--namespace", ns]);
-        c
-    }
-}
 
 // ---- plain HTTP checks (blocking) ----
 
@@ -413,89 +162,6 @@ fn check_manifest(
 
 // ---- images built here ----
 
-/// A deterministic uncompressed tar of a root filesystem holding only the
-/// static busybox at /bin/busybox (and `extra` files), built with GNU tar.
-fn busybox_rootfs_tar(work: &Path, extra: &[(&str, &str)]) -> Vec<u8> {
-    let root = work.join("rootfs");
-    let _ = fs::remove_dir_all(&root);
-    fs::create_dir_all(root.join("bin")).expect("mkdir");
-    fs::copy(BUSYBOX, root.join("bin/busybox")).expect("copy busybox");
-    for (path, content) in extra {
-        write(&root.join(path), content);
-    }
-    let out = work.join("rootfs.tar");
-    ok(cmd(60, "tar")
-        .args([
-            "--sort=name",
-            "--owner=0",
-            "--group=0",
-            "--numeric-owner",
-            "--mtime=@0",
-            "--format=gnu",
-            "-C",
-        ])
-        .arg(&root)
-        .arg("-cf")
-        .arg(&out)
-        .arg("."));
-    fs::read(&out).expect("read rootfs.tar")
-}
-
-fn gzip(data: &[u8], work: &Path) -> Vec<u8> {
-    let tmp = work.join("gzip-input");
-    write(&tmp, data);
-    let out = run(cmd(60, "gzip").args(["-n", "-c"]).arg(&tmp));
-    assert!(out.status.success(), "gzip failed");
-    out.stdout
-}
-
-/// One image in an OCI layout written here.
-#[derive(Clone, Debug)]
-struct Built {
-    manifest: Vec<u8>,
-    digest: String,
-    config_digest: String,
-    layer_digest: String,
-}
-
-/// Writes a single-layer busybox image for `arch` into the OCI layout at
-/// `layout`, returning its manifest.
-fn oci_image(layout: &Path, work: &Path, arch: &str) -> Built {
-    let tar = busybox_rootfs_tar(work, &[("etc/arch", arch)]);
-    let layer = gzip(&tar, work);
-    let config = serde_json::to_vec(&json!({
-        "created": "2024-01-01T00:00:00Z",
-        "architecture": arch,
-        "os": "linux",
-        "config": {"Cmd": ["/bin/busybox", "sh"]},
-        "rootfs": {"type": "layers", "diff_ids": [sha256(&tar)]},
-        "history": [{"created": "2024-01-01T00:00:00Z", "created_by": "wharf interop test"}],
-    }))
-    .expect("json");
-    let manifest = serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": OCI_CONFIG, "digest": sha256(&config), "size": config.len()},
-        "layers": [{"mediaType": OCI_LAYER_GZIP, "digest": sha256(&layer), "size": layer.len()}],
-    }))
-    .expect("json");
-    for blob in [&layer, &config, &manifest] {
-        let d = sha256(blob);
-        write(
-            &layout
-                .join("blobs/sha256")
-                .join(d.trim_start_matches("sha256:")),
-            blob,
-        );
-    }
-    Built {
-        digest: sha256(&manifest),
-        config_digest: sha256(&config),
-        layer_digest: sha256(&layer),
-        manifest,
-    }
-}
-
 /// An image index over `(arch, manifest)` pairs, written into `layout`.
 fn oci_index(layout: &Path, images: &[(&str, &Built)]) -> (Vec<u8>, String) {
     let index = serde_json::to_vec(&json!({
@@ -510,7 +176,7 @@ fn oci_index(layout: &Path, images: &[(&str, &Built)]) -> (Vec<u8>, String) {
     }))
     .expect("json");
     let d = sha256(&index);
-    write(
+    write_file(
         &layout
             .join("blobs/sha256")
             .join(d.trim_start_matches("sha256:")),
@@ -586,7 +252,7 @@ fn umoci_layout(work: &Path) -> UmociLayout {
         ok(cmd(60, "umoci").args(["insert", "--image", &image(arch), BUSYBOX, "/bin/busybox"]));
     }
     let marker = work.join("arch");
-    write(&marker, "arm64\n");
+    write_file(&marker, "arm64\n");
     ok(cmd(60, "umoci")
         .args(["insert", "--image", &image("arm64")])
         .arg(&marker)
@@ -606,7 +272,7 @@ fn umoci_layout(work: &Path) -> UmociLayout {
     }))
     .expect("json");
     let index_digest = sha256(&index);
-    write(
+    write_file(
         &path
             .join("blobs/sha256")
             .join(index_digest.trim_start_matches("sha256:")),
@@ -625,7 +291,7 @@ fn umoci_layout(work: &Path) -> UmociLayout {
             &index,
             json!({"org.opencontainers.image.ref.name": "multi"}),
         ));
-    write(&index_path, serde_json::to_vec(&top).expect("json"));
+    write_file(&index_path, serde_json::to_vec(&top).expect("json"));
     UmociLayout {
         amd64: amd64["digest"].as_str().expect("digest").to_owned(),
         arm64: arm64["digest"].as_str().expect("digest").to_owned(),
@@ -644,12 +310,12 @@ struct Skopeo {
 impl Skopeo {
     fn new(work: &Path) -> Skopeo {
         let policy = work.join("policy.json");
-        write(
+        write_file(
             &policy,
             r#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
         );
         let auth = work.join("auth.json");
-        write(&auth, r#"{"auths":{}}"#);
+        write_file(&auth, r#"{"auths":{}}"#);
         Skopeo { policy, auth }
     }
 
@@ -1034,77 +700,6 @@ fn skopeo_round_trips_match_distribution() {
 
 // ---- buildah and podman ----
 
-/// Storage, registries, policy and engine configuration for buildah and
-/// podman, all under `dir`, so nothing of the host's is read or changed.
-struct Containers {
-    dir: PathBuf,
-    policy: PathBuf,
-}
-
-impl Containers {
-    fn new(dir: &Path, registry: &str) -> Containers {
-        let policy = dir.join("policy.json");
-        write(
-            &policy,
-            r#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
-        );
-        write(
-            &dir.join("registries.conf"),
-            format!(
-                "unqualified-search-registries = []\n\
-                 [[registry]]\nlocation = \"{registry}\"\ninsecure = true\n"
-            ),
-        );
-        write(
-            &dir.join("storage.conf"),
-            format!(
-                "[storage]\ndriver = \"vfs\"\nrunroot = \"{}\"\ngraphroot = \"{}\"\n",
-                dir.join("runroot").display(),
-                dir.join("root").display()
-            ),
-        );
-        // runc rather than crun: crun refuses cgroup v1/v2 hybrid hosts; no
-        // default ulimits: raising RLIMIT_NOFILE is refused in some sandboxes.
-        write(
-            &dir.join("containers.conf"),
-            format!(
-                "[containers]\nnetns = \"none\"\ndefault_ulimits = []\n\
-                 [engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n\
-                 events_logfile_path = \"{}\"\nruntime = \"runc\"\ntmp_dir = \"{}\"\n",
-                dir.join("events.log").display(),
-                dir.join("tmp").display()
-            ),
-        );
-        write(&dir.join("auth.json"), r#"{"auths":{}}"#);
-        fs::create_dir_all(dir.join("tmp")).expect("mkdir");
-        Containers {
-            dir: dir.to_owned(),
-            policy,
-        }
-    }
-
-    /// `buildah` or `podman` with this configuration and a storage root of
-    /// its own (`store`), vfs driver.
-    fn tool(&self, prog: &str, store: &str, secs: u64) -> Command {
-        let mut c = cmd(secs, prog);
-        c.arg("--root")
-            .arg(self.dir.join(store).join("root"))
-            .arg("--runroot")
-            .arg(self.dir.join(store).join("runroot"))
-            .args(["--storage-driver", "vfs"])
-            .env("CONTAINERS_CONF", self.dir.join("containers.conf"))
-            .env("CONTAINERS_STORAGE_CONF", self.dir.join("storage.conf"))
-            .env(
-                "CONTAINERS_REGISTRIES_CONF",
-                self.dir.join("registries.conf"),
-            )
-            .env("REGISTRY_AUTH_FILE", self.dir.join("auth.json"))
-            .env("BUILDAH_ISOLATION", "chroot")
-            .env("TMPDIR", self.dir.join("tmp"));
-        c
-    }
-}
-
 #[test]
 #[ignore = "needs buildah, podman, runc and busybox-static (.ci/install.sh)"]
 fn buildah_push_podman_pull() {
@@ -1281,85 +876,6 @@ fn buildah_push_podman_pull() {
 
 // ---- Docker ----
 
-/// A Docker engine (Debian's docker.io) with its own data root, exec root,
-/// socket and pid file under a temp dir, on a containerd of its own; no
-/// iptables, no bridge. Stopped (dockerd first) on drop.
-struct Docker {
-    host: String,
-    config: PathBuf,
-    _dockerd: Daemon,
-    _containerd: Containerd,
-    dir: tempfile::TempDir,
-}
-
-impl Docker {
-    /// Debian's CLI: another docker CLI may come first in PATH.
-    fn cli() -> &'static str {
-        if Path::new("/usr/bin/docker").exists() {
-            "/usr/bin/docker"
-        } else {
-            "docker"
-        }
-    }
-
-    fn start() -> Docker {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let containerd = Containerd::start(&dir.path().join("containerd"));
-        let daemon_json = dir.path().join("daemon.json");
-        write(&daemon_json, "{}");
-        let sock = dir.path().join("docker.sock");
-        let host = format!("unix://{}", sock.display());
-        let mut c = Command::new("dockerd");
-        c.arg("--config-file")
-            .arg(&daemon_json)
-            .arg("--containerd")
-            .arg(&containerd.socket)
-            .arg("--data-root")
-            .arg(dir.path().join("data"))
-            .arg("--exec-root")
-            .arg(dir.path().join("exec"))
-            .arg("--pidfile")
-            .arg(dir.path().join("docker.pid"))
-            .args(["-H", &host])
-            .args([
-                "--iptables=false",
-                "--ip6tables=false",
-                "--ip-masq=false",
-                "--bridge=none",
-                "--storage-driver=vfs",
-            ]);
-        let mut dockerd = Daemon::spawn("dockerd", c, &dir.path().join("dockerd.log"));
-        let config = dir.path().join("cli-config");
-        fs::create_dir_all(&config).expect("mkdir");
-        let probe = |host: &str, config: &Path| {
-            cmd(10, Self::cli())
-                .arg("version")
-                .env("DOCKER_HOST", host)
-                .env("DOCKER_CONFIG", config)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        };
-        dockerd.wait_ready(60, || probe(&host, &config));
-        Docker {
-            host,
-            config,
-            _dockerd: dockerd,
-            _containerd: containerd,
-            dir,
-        }
-    }
-
-    fn docker(&self, secs: u64) -> Command {
-        let mut c = cmd(secs, Self::cli());
-        c.env("DOCKER_HOST", &self.host)
-            .env("DOCKER_CONFIG", &self.config)
-            .env("DOCKER_CLI_EXPERIMENTAL", "enabled");
-        c
-    }
-}
-
 /// The digest that `docker push` prints: "TAG: digest: sha256:... size: N".
 fn pushed_digest(out: &str) -> (String, u64) {
     let line = out
@@ -1384,7 +900,7 @@ fn docker_archive(work: &Path, tag: &str) -> PathBuf {
     let tar = busybox_rootfs_tar(work, &[("etc/arch", "arm64")]);
     let diff_id = sha256(&tar);
     let layer_dir = diff_id.trim_start_matches("sha256:");
-    write(&dir.join(layer_dir).join("layer.tar"), &tar);
+    write_file(&dir.join(layer_dir).join("layer.tar"), &tar);
     let config = serde_json::to_vec(&json!({
         "created": "2024-01-01T00:00:00Z",
         "architecture": "arm64",
@@ -1395,8 +911,8 @@ fn docker_archive(work: &Path, tag: &str) -> PathBuf {
     }))
     .expect("json");
     let config_name = format!("{}.json", sha256(&config).trim_start_matches("sha256:"));
-    write(&dir.join(&config_name), &config);
-    write(
+    write_file(&dir.join(&config_name), &config);
+    write_file(
         &dir.join("manifest.json"),
         serde_json::to_vec(&json!([{
             "Config": config_name,
@@ -1437,7 +953,7 @@ fn docker_push_pull_and_manifest_list() {
     // amd64 with `docker import` of a rootfs tar; arm64 with `docker load`
     // of a docker-save archive made here.
     let tar = busybox_rootfs_tar(&work, &[]);
-    write(&work.join("amd64.tar"), &tar);
+    write_file(&work.join("amd64.tar"), &tar);
     ok(d.docker(120)
         .args(["import", "--change", "CMD [\"/bin/busybox\",\"sh\"]"])
         .arg(work.join("amd64.tar"))
@@ -1633,11 +1149,11 @@ fn ctr_push_and_pull() {
     let amd64 = oci_image(&layout, w, "amd64");
     let arm64 = oci_image(&layout, w, "arm64");
     let (index, index_digest) = oci_index(&layout, &[("amd64", &amd64), ("arm64", &arm64)]);
-    write(
+    write_file(
         &layout.join("oci-layout"),
         r#"{"imageLayoutVersion":"1.0.0"}"#,
     );
-    write(
+    write_file(
         &layout.join("index.json"),
         serde_json::to_vec(&json!({
             "schemaVersion": 2,
@@ -1774,18 +1290,6 @@ fn ctr_push_and_pull() {
 
 // ---- oras (Python SDK) ----
 
-/// The Python of the venv that `.ci/install.sh` makes, with the oras SDK.
-fn oras_python() -> PathBuf {
-    if let Some(p) = std::env::var_os("WHARF_ORAS_PYTHON") {
-        return p.into();
-    }
-    let cache = std::env::var_os("WHARF_CI_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/wharf-ci")))
-        .expect("HOME or WHARF_CI_CACHE");
-    cache.join("venv/bin/python")
-}
-
 /// Pushes an image, a standalone artifact with a custom artifactType, and
 /// two referrers to the image (an SBOM with `artifactType`, and a signature
 /// whose type is only its config's mediaType) with the oras SDK; pulls the
@@ -1808,7 +1312,7 @@ out = {}
 def sha(b):
     return "sha256:" + hashlib.sha256(b).hexdigest()
 
-def write(name, data):
+def write_file(name, data):
     with open(name, "wb") as f:
         f.write(data)
 
@@ -1828,8 +1332,8 @@ with tarfile.open(fileobj=buf, mode="w") as t:
     info = tarfile.TarInfo("hello.txt")
     info.size = len(data)
     t.addfile(info, io.BytesIO(data))
-write("layer.tar", buf.getvalue())
-write("config.json", json.dumps({"architecture": "amd64", "os": "linux",
+write_file("layer.tar", buf.getvalue())
+write_file("config.json", json.dumps({"architecture": "amd64", "os": "linux",
     "rootfs": {"type": "layers", "diff_ids": [sha(buf.getvalue())]}}).encode())
 r = c.push(target=f"{base}:image", files=["layer.tar:application/vnd.oci.image.layer.v1.tar"],
            manifest_config="config.json:application/vnd.oci.image.config.v1+json", quiet=True)
@@ -1842,7 +1346,7 @@ def push_manual(tag, files, artifact_type, subject=None, annotations=None):
     # The SDK's push() cannot set artifactType: build the manifest here and
     # upload it with the SDK's blob and manifest calls; no tag: by digest.
     container = c.get_container(f"{base}:{tag or 'untagged'}")
-    write("empty.json", b"{}")
+    write_file("empty.json", b"{}")
     config = {"mediaType": "application/vnd.oci.empty.v1+json", "digest": sha(b"{}"), "size": 2}
     check(c.upload_blob("empty.json", container, config), "config blob")
     layers = []
@@ -1866,7 +1370,7 @@ def push_manual(tag, files, artifact_type, subject=None, annotations=None):
             "subject": r.headers.get("OCI-Subject"), "sha": sha(body), "size": len(body)}
 
 # A standalone artifact with a custom artifactType, pulled back with the SDK.
-write("readme.txt", b"wharf interop artifact\n")
+write_file("readme.txt", b"wharf interop artifact\n")
 out["artifact"] = push_manual("readme", [("readme.txt", "text/plain")],
                               "application/vnd.wharf.readme.v1")
 pulled = c.pull(target=f"{base}:readme", outdir=os.path.join(work, "pulled"))
@@ -1874,15 +1378,15 @@ out["pulled"] = [open(p, "rb").read().decode() for p in pulled]
 out["artifact_manifest"] = c.get_manifest(f"{base}:readme")
 
 # An SBOM referrer, pushed by digest, with artifactType and annotations.
-write("sbom.spdx.json", json.dumps({"spdxVersion": "SPDX-2.3", "name": "interop"}).encode())
+write_file("sbom.spdx.json", json.dumps({"spdxVersion": "SPDX-2.3", "name": "interop"}).encode())
 out["sbom"] = push_manual(None, [("sbom.spdx.json", "application/spdx+json")],
                           "application/vnd.wharf.sbom.v1+json", subject,
                           {"org.opencontainers.image.created": "2024-01-01T00:00:00Z"})
 
 # A signature-style referrer with push(): no artifactType, only a config
 # mediaType, tagged.
-write("sig.txt", b"not really a signature\n")
-write("sigconfig.json", b"{}")
+write_file("sig.txt", b"not really a signature\n")
+write_file("sigconfig.json", b"{}")
 r = c.push(target=f"{base}:sig", files=["sig.txt:application/vnd.wharf.signature.v1"],
            manifest_config="sigconfig.json:application/vnd.wharf.signature.config.v1+json",
            subject=subject, quiet=True)
@@ -1928,7 +1432,7 @@ fn oras_artifacts_and_referrers() {
     let wharf = Wharf::start_logged(&[]);
     let work = tempfile::tempdir().expect("tempdir");
     let script = work.path().join("oras_interop.py");
-    write(&script, ORAS_SCRIPT);
+    write_file(&script, ORAS_SCRIPT);
     let repo = "interop/oras";
     let out = ok(cmd(120, &python.to_string_lossy())
         .arg(&script)
