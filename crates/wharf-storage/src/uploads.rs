@@ -186,13 +186,12 @@ impl Store {
         digest: &Digest,
         last: Option<FinalChunk>,
     ) -> StoreResult<BlobInfo> {
-        let state = state.clone();
         let digester = match last {
             Some(chunk) => {
-                self.append_chunk(id, &state, chunk.start, chunk.body, chunk.declared_len)
+                self.append_chunk(id, state, chunk.start, chunk.body, chunk.declared_len)
                     .await?
             }
-            None => restore(&state)?,
+            None => restore(state)?,
         };
         let size = digester.len();
         // From "already stored" to the link: not collected in between.
