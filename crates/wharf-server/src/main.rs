@@ -289,6 +289,12 @@ fn init_logging(config: &Config) {
 }
 
 fn open_store(config: &Config) -> Result<Store, String> {
+    open_store_noting_read_only(config).map(|(store, _)| store)
+}
+
+/// Opens the configured storage; also says whether it is open for reading
+/// only (read-only storage: pulls work, pushes fail until it is writable).
+fn open_store_noting_read_only(config: &Config) -> Result<(Store, bool), String> {
     let mut store_config = StoreConfig::default();
     store_config.manifest_cache_bytes = config.storage.manifest_cache_bytes;
     store_config.max_manifest_size = config.registry.max_manifest_size;
@@ -296,25 +302,30 @@ fn open_store(config: &Config) -> Result<Store, String> {
     // period, however short it is configured.
     store_config.link_touch_interval = Duration::from_secs(config.gc.grace_secs / 4)
         .clamp(Duration::from_secs(1), Duration::from_secs(60));
+    let mut read_only = false;
     let backend: Arc<dyn wharf_storage::Backend> = match config.storage.kind {
         StorageKind::Memory => Arc::new(MemoryBackend::new()),
         StorageKind::S3 => Arc::new(
             wharf_storage_s3::S3Backend::new(config.storage.s3())
                 .map_err(|e| format!("cannot use S3 storage: {e}"))?,
         ),
-        StorageKind::Fs => Arc::new(FsBackend::open(&config.storage.path).map_err(|e| {
-            format!(
-                "cannot open storage at {}: {e}",
-                config.storage.path.display()
-            )
-        })?),
+        StorageKind::Fs => {
+            let fs = FsBackend::open(&config.storage.path).map_err(|e| {
+                format!(
+                    "cannot open storage at {}: {e}",
+                    config.storage.path.display()
+                )
+            })?;
+            read_only = fs.is_read_only();
+            Arc::new(fs)
+        }
     };
-    Ok(Store::with_config(backend, store_config))
+    Ok((Store::with_config(backend, store_config), read_only))
 }
 
 async fn serve(config: Config) -> Result<(), String> {
     let started = Instant::now();
-    let store = open_store(&config)?;
+    let (store, read_only) = open_store_noting_read_only(&config)?;
     let mut limits = Limits::default();
     limits.max_manifest_size = config.registry.max_manifest_size;
     limits.max_blob_size = config.registry.max_blob_size;
@@ -382,6 +393,10 @@ async fn serve(config: Config) -> Result<(), String> {
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
     let data = match config.storage.kind {
+        StorageKind::Fs if read_only => format!(
+            "data in {} (READ-ONLY: pulls only, pushes fail until it is writable)",
+            config.storage.path.display()
+        ),
         StorageKind::Fs => format!("data in {}", config.storage.path.display()),
         StorageKind::Memory => "data in memory (lost on exit)".to_owned(),
         StorageKind::S3 => format!(

@@ -42,6 +42,16 @@
 //! commits and aborts of one stage are ordered: an append overtaken by a
 //! newer operation on its stage stops before its next write.
 //!
+//! Read-only storage: a data directory that cannot be written (a
+//! read-only mount, a snapshot, files owned by another user) is opened for
+//! reading: everything stored can be read, every write fails with an error
+//! that says the storage is read-only, and [`Backend::check`] fails. The
+//! backend tries to reopen the database for writing (at most once a second,
+//! when a write or a check needs it), so writes work again once the
+//! storage does, without a restart. Reading needs a database that was
+//! closed cleanly: one left by a crash must be repaired by opening it on
+//! writable storage once.
+//!
 //! Deletions (`blob_delete`, `stage_abort`) are not fsynced: a crash right
 //! after one may bring the file (or the inline blob: its removal is
 //! committed without waiting for the disk, and made durable by the next
@@ -58,12 +68,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, TryRecvError};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures::{FutureExt, StreamExt};
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{
+    Database, Durability, ReadOnlyDatabase, ReadableDatabase, ReadableTable, TableDefinition,
+};
 use tokio::sync::{Semaphore, oneshot};
 use wharf_types::{Digest, UploadId};
 
@@ -283,6 +295,9 @@ impl FsBackend {
         let stage = root.join("stage");
         let tmp = root.join("tmp");
         for dir in [&blobs, &stage, &tmp] {
+            if dir.is_dir() {
+                continue;
+            }
             match fs::create_dir(dir) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => {}
@@ -292,18 +307,26 @@ impl FsBackend {
         let db_path = root.join(META_FILE);
         // The database lock is what makes the directory ours: only clean
         // tmp/ once it is held.
-        let database = open_database(&db_path, &root)?;
-        empty_dir(&tmp)?;
-        sync_dir(&root)?;
+        let handle = open_handle(&db_path, &root)?;
+        if matches!(handle, Handle::ReadOnly(_)) {
+            tracing::warn!(
+                root = %root.display(),
+                "storage is read-only: serving reads only; writes fail until it is writable"
+            );
+        } else {
+            empty_dir(&tmp)?;
+            sync_dir(&root)?;
+        }
 
         let db = Arc::new(MetaDb {
             path: db_path,
             root: root.clone(),
             slot: RwLock::new(DbSlot {
-                db: Some(database),
+                db: Some(handle),
                 generation: 0,
                 closed: false,
             }),
+            last_writable_attempt: Mutex::new(Instant::now()),
         });
         let (writer, requests) = mpsc::channel();
         let writer_db = db.clone();
@@ -334,6 +357,16 @@ impl FsBackend {
     /// The data directory.
     pub fn root(&self) -> &Path {
         &self.inner.shared.root
+    }
+
+    /// Whether the storage is open for reading only (it could not be
+    /// written when it was opened, or at the last attempt since): every
+    /// write fails until a write or [`Backend::check`] finds it writable.
+    pub fn is_read_only(&self) -> bool {
+        matches!(
+            self.inner.shared.db.read_slot().db,
+            Some(Handle::ReadOnly(_))
+        )
     }
 
     /// The writer thread's queue.
@@ -543,41 +576,139 @@ struct Stopped(&'static str);
 
 /// The database handle, replaceable: after an I/O failure redb refuses all
 /// work (`PreviousIo`) until the database is reopened, which any thread
-/// that meets such an error does through [`MetaDb::reopen`].
+/// that meets such an error does through [`MetaDb::reopen`]; a handle open
+/// for reading only (read-only storage) is replaced by a writable one once
+/// the storage can be written.
 struct MetaDb {
     path: PathBuf,
     root: PathBuf,
     slot: RwLock<DbSlot>,
+    /// When a read-only handle was last opened or tried to become writable.
+    last_writable_attempt: Mutex<Instant>,
 }
+
+/// How often, at most, a read-only database is tried for writing.
+const WRITABLE_RETRY: Duration = Duration::from_secs(1);
 
 struct DbSlot {
     /// `None` after a failed reopen (the next user tries again) or once
     /// closed.
-    db: Option<Database>,
+    db: Option<Handle>,
     /// Bumped by every reopen, so that concurrent users reopen once.
     generation: u64,
     /// Set when the last backend handle is dropped; never reopened then.
     closed: bool,
 }
 
-fn open_database(path: &Path, root: &Path) -> BackendResult<Database> {
+/// The open database.
+enum Handle {
+    Writable(Database),
+    /// The storage could not be written when the database was opened.
+    ReadOnly(ReadOnlyDatabase),
+}
+
+impl Handle {
+    fn reader(&self) -> &dyn ReadableDatabase {
+        match self {
+            Handle::Writable(db) => db,
+            Handle::ReadOnly(db) => db,
+        }
+    }
+}
+
+/// Opens (creating if needed) the database for writing, with its tables.
+fn open_database(path: &Path) -> Result<Database, redb::Error> {
+    #[cfg(test)]
+    if READ_ONLY_FILES
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .any(|p| p == path)
+    {
+        return Err(redb::Error::Io(io::ErrorKind::ReadOnlyFilesystem.into()));
+    }
     let mut builder = redb::Builder::new();
     builder.set_cache_size(META_CACHE_BYTES);
-    let db = builder.create(path).map_err(|e| match e {
-        redb::DatabaseError::DatabaseAlreadyOpen => BackendError::Other(Box::new(InUse {
-            root: root.to_path_buf(),
-            db: path.to_path_buf(),
-        })),
-        e => db_error("open", e),
-    })?;
-    let txn = db.begin_write().map_err(|e| db_error("open", e))?;
-    let create = |e| db_error("create the tables", e);
-    txn.open_table(META_TABLE).map_err(create)?;
-    txn.open_table(BLOB_TABLE).map_err(create)?;
-    txn.open_table(PIECE_TABLE).map_err(create)?;
-    txn.open_table(TAIL_TABLE).map_err(create)?;
-    txn.commit().map_err(|e| db_error("create the tables", e))?;
+    let db = builder.create(path)?;
+    let txn = db.begin_write()?;
+    txn.open_table(META_TABLE)?;
+    txn.open_table(BLOB_TABLE)?;
+    txn.open_table(PIECE_TABLE)?;
+    txn.open_table(TAIL_TABLE)?;
+    txn.commit()?;
     Ok(db)
+}
+
+/// Tests: database files that act as if on read-only storage.
+#[cfg(test)]
+static READ_ONLY_FILES: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// Whether opening for writing failed because the storage cannot be
+/// written (as opposed to failing).
+fn is_read_only_storage(e: &redb::Error) -> bool {
+    let redb::Error::Io(io) = e else {
+        return false;
+    };
+    matches!(
+        io.kind(),
+        io::ErrorKind::ReadOnlyFilesystem | io::ErrorKind::PermissionDenied
+    )
+}
+
+/// Opens the database for writing or, when the storage cannot be written,
+/// for reading.
+fn open_handle(path: &Path, root: &Path) -> BackendResult<Handle> {
+    let error = match open_database(path) {
+        Ok(db) => return Ok(Handle::Writable(db)),
+        Err(redb::Error::DatabaseAlreadyOpen) => {
+            return Err(BackendError::Other(Box::new(InUse {
+                root: root.to_path_buf(),
+                db: path.to_path_buf(),
+            })));
+        }
+        Err(e) if is_read_only_storage(&e) => e,
+        Err(e) => return Err(db_error("open", e)),
+    };
+    let mut builder = redb::Builder::new();
+    builder.set_cache_size(META_CACHE_BYTES);
+    match builder.open_read_only(path) {
+        Ok(db) => Ok(Handle::ReadOnly(db)),
+        Err(redb::DatabaseError::RepairAborted) => {
+            Err(BackendError::Other(Box::new(NeedsRepair {
+                db: path.to_path_buf(),
+                cause: error,
+            })))
+        }
+        Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+            Err(BackendError::Other(Box::new(InUse {
+                root: root.to_path_buf(),
+                db: path.to_path_buf(),
+            })))
+        }
+        // The first error says why writing was not possible; a database
+        // that is missing on read-only storage fails with it too.
+        Err(_) => Err(db_error("open", error)),
+    }
+}
+
+/// The database is on storage that cannot be written and was not closed
+/// cleanly, so it cannot be opened (its repair writes).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "metadata database {} cannot be written ({cause}) and was not closed cleanly: it can be opened only for writing, which repairs it",
+    .db.display()
+)]
+struct NeedsRepair {
+    db: PathBuf,
+    cause: redb::Error,
+}
+
+/// A write to storage that is open read-only.
+fn read_only_error(root: &Path) -> BackendError {
+    BackendError::io(
+        format!("data directory {} is read-only", root.display()),
+        io::Error::from(io::ErrorKind::ReadOnlyFilesystem),
+    )
 }
 
 /// Whether an error latches the database until it is reopened.
@@ -593,12 +724,37 @@ impl MetaDb {
         self.slot.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Runs `f` on the database; after an error that latches the database
-    /// (or when a reopen failed before), reopens it and runs `f` once more.
+    /// Runs a read `f` on the database; after an error that latches the
+    /// database (or when a reopen failed before), reopens it and runs `f`
+    /// once more.
     fn with_db<T>(
         &self,
         context: &'static str,
+        f: impl Fn(&dyn ReadableDatabase) -> Result<T, redb::Error>,
+    ) -> BackendResult<T> {
+        self.run(context, |handle| Some(f(handle.reader())))
+    }
+
+    /// Runs a write `f` on the database, like [`MetaDb::with_db`]; on a
+    /// database open read-only, first tries to reopen it for writing
+    /// (at most once per [`WRITABLE_RETRY`]), and fails if it stays
+    /// read-only.
+    fn with_writable_db<T>(
+        &self,
+        context: &'static str,
         f: impl Fn(&Database) -> Result<T, redb::Error>,
+    ) -> BackendResult<T> {
+        self.run(context, |handle| match handle {
+            Handle::Writable(db) => Some(f(db)),
+            Handle::ReadOnly(_) => None,
+        })
+    }
+
+    /// `f` answers `None` for a handle it cannot use (read-only).
+    fn run<T>(
+        &self,
+        context: &'static str,
+        f: impl Fn(&Handle) -> Option<Result<T, redb::Error>>,
     ) -> BackendResult<T> {
         let mut retried = false;
         loop {
@@ -610,21 +766,41 @@ impl MetaDb {
                 (slot.generation, slot.db.as_ref().map(&f))
             };
             match result {
-                Some(Ok(value)) => return Ok(value),
-                Some(Err(e)) if retried || !needs_reopen(&e) => return Err(db_error(context, e)),
+                Some(Some(Ok(value))) => return Ok(value),
+                Some(Some(Err(e))) if retried || !needs_reopen(&e) => {
+                    return Err(db_error(context, e));
+                }
+                Some(Some(Err(e))) => {
+                    tracing::warn!(error = %e, path = %self.path.display(), "reopening the metadata database");
+                }
+                Some(None) if retried || !self.writable_retry_due() => {
+                    return Err(read_only_error(&self.root));
+                }
+                Some(None) => {}
                 None if retried => {
                     return Err(BackendError::Other(Box::new(Stopped(
                         "metadata database is closed after an I/O error and could not be reopened",
                     ))));
-                }
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, path = %self.path.display(), "reopening the metadata database");
                 }
                 None => {}
             }
             retried = true;
             self.reopen(generation)?;
         }
+    }
+
+    /// Whether it is time to try a read-only database for writing again
+    /// (and if so, notes the attempt).
+    fn writable_retry_due(&self) -> bool {
+        let mut last = self
+            .last_writable_attempt
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if last.elapsed() < WRITABLE_RETRY {
+            return false;
+        }
+        *last = Instant::now();
+        true
     }
 
     /// Closes and reopens the database, unless another thread already did
@@ -639,9 +815,20 @@ impl MetaDb {
         }
         // The old handle must be gone (and its file lock released) before
         // the file can be opened again.
+        let was_read_only = matches!(slot.db, Some(Handle::ReadOnly(_)));
         drop(slot.db.take());
         slot.generation += 1;
-        slot.db = Some(open_database(&self.path, &self.root)?);
+        let handle = open_handle(&self.path, &self.root)?;
+        match (&handle, was_read_only) {
+            (Handle::Writable(_), true) => {
+                tracing::info!(root = %self.root.display(), "storage is writable again");
+            }
+            (Handle::ReadOnly(_), false) => {
+                tracing::warn!(root = %self.root.display(), "storage became read-only: serving reads only");
+            }
+            _ => {}
+        }
+        slot.db = Some(handle);
         Ok(())
     }
 
@@ -914,7 +1101,7 @@ fn db_writer(db: &MetaDb, rx: &mpsc::Receiver<WriteRequest>) {
 
 fn commit_group(db: &MetaDb, mut group: Vec<WriteRequest>) {
     let batches: Vec<&Batch> = group.iter().map(|r| &r.batch).collect();
-    match db.with_db("write", |db| apply_group(db, &batches)) {
+    match db.with_writable_db("write", |db| apply_group(db, &batches)) {
         Ok(()) => {
             for request in group {
                 let _ = request.reply.send(Ok(()));
@@ -930,7 +1117,7 @@ fn commit_group(db: &MetaDb, mut group: Vec<WriteRequest>) {
             // its own.
             tracing::warn!(error = %e, batches = group.len(), "grouped metadata commit failed; retrying batch by batch");
             for request in group {
-                let result = db.with_db("write", |db| apply_group(db, &[&request.batch]));
+                let result = db.with_writable_db("write", |db| apply_group(db, &[&request.batch]));
                 let _ = request.reply.send(result);
             }
         }
@@ -993,7 +1180,7 @@ fn decode_blob_index(record: &[u8]) -> Option<(SystemTime, u64)> {
 /// transaction: `None` when the blob is not inline; the inner error for a
 /// range outside the blob or missing pieces.
 fn read_inline(
-    db: &Database,
+    db: &dyn ReadableDatabase,
     key: &str,
     range: Option<Range<u64>>,
 ) -> Result<Option<BackendResult<Bytes>>, redb::Error> {
@@ -2176,6 +2363,9 @@ impl Backend for FsBackend {
             let removed = remove_if_exists(&probe);
             result?;
             removed?;
+            // A database open read-only is tried for writing again here, so
+            // that readiness returns once the storage is writable.
+            inner.db.with_writable_db("check", |_| Ok(()))?;
             inner.db.with_db("check", |db| {
                 let txn = db.begin_read()?;
                 let table = txn.open_table(META_TABLE)?;
@@ -2759,6 +2949,74 @@ mod tests {
         b.check().await.unwrap();
     }
 
+    #[tokio::test]
+    async fn read_only_storage_serves_reads_and_becomes_writable_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let small = Bytes::from(pattern(5000, 1));
+        let large = Bytes::from(pattern(3 << 20, 2));
+        let (ds, dl) = (Digest::sha256(&small), Digest::sha256(&large));
+        {
+            let b = FsBackend::open(dir.path()).unwrap();
+            b.blob_put(&ds, small.clone()).await.unwrap();
+            b.blob_put(&dl, large.clone()).await.unwrap();
+            b.meta_put(key("r/a"), Bytes::from_static(b"A"))
+                .await
+                .unwrap();
+            assert!(!b.is_read_only());
+        }
+        let db_file = dir.path().join(META_FILE);
+        READ_ONLY_FILES.lock().unwrap().push(db_file.clone());
+        let b = FsBackend::open(dir.path()).unwrap();
+        assert!(b.is_read_only());
+
+        // Everything stored reads back.
+        assert_eq!(b.meta_value(&key("r/a")).await.unwrap().unwrap(), &b"A"[..]);
+        assert_eq!(read_all(&b, &ds, None).await.concat(), small);
+        assert_eq!(
+            read_all(&b, &dl, Some(10..20)).await.concat(),
+            large[10..20]
+        );
+        assert_eq!(b.blob_stat(&ds).await.unwrap().size, 5000);
+        assert_eq!(listed(&b, None, 10).await.len(), 2);
+        let options = ListOptions {
+            limit: 10,
+            ..ListOptions::default()
+        };
+        let entries = b.meta_list("r/", options).await.unwrap();
+        assert_eq!(entries.len(), 1);
+
+        // Writes fail and say why; nothing changes.
+        let read_only = |e: BackendError| {
+            let text = e.to_string();
+            assert!(text.contains("is read-only"), "{text}");
+        };
+        read_only(
+            b.meta_put(key("r/b"), Bytes::from_static(b"B"))
+                .await
+                .unwrap_err(),
+        );
+        let tiny = Bytes::from_static(b"tiny");
+        read_only(
+            b.blob_put(&Digest::sha256(&tiny), tiny.clone())
+                .await
+                .unwrap_err(),
+        );
+        read_only(b.check().await.unwrap_err());
+        assert!(b.meta_value(&key("r/b")).await.unwrap().is_none());
+        assert!(b.is_read_only());
+
+        // Writable again: the next write (a second on) reopens for writing.
+        READ_ONLY_FILES.lock().unwrap().retain(|p| *p != db_file);
+        tokio::time::sleep(WRITABLE_RETRY + Duration::from_millis(100)).await;
+        b.meta_put(key("r/b"), Bytes::from_static(b"B"))
+            .await
+            .unwrap();
+        assert!(!b.is_read_only());
+        b.check().await.unwrap();
+        assert_eq!(b.meta_value(&key("r/b")).await.unwrap().unwrap(), &b"B"[..]);
+        assert_eq!(read_all(&b, &ds, None).await.concat(), small);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn reopen_right_after_dropping_with_abandoned_calls() {
         let dir = tempfile::tempdir().unwrap();
@@ -3029,7 +3287,7 @@ mod tests {
             .inner
             .shared
             .db
-            .with_db("stats", |db| Ok(db.begin_write()?.stats()?))
+            .with_writable_db("stats", |db| Ok(db.begin_write()?.stats()?))
             .unwrap();
         let allocated = stats.allocated_pages() * stats.page_size() as u64;
         // Pages in use: within 5% of the content (one value per blob

@@ -358,20 +358,114 @@ fn io_errors_fail_requests_cleanly_and_readiness_reports_them() {
     drop(w);
 }
 
-/// Read-only storage at start: the server refuses to start and says why
-/// (it needs to write), without touching the data; once the storage is
-/// writable again everything is there.
+/// Read-only storage: the server starts on it and serves pulls (large and
+/// small blobs, manifests by tag and digest, tag lists, the catalog), every
+/// push fails with a 5xx that says the storage is read-only, readiness
+/// reports not ready, and once the storage is writable again pushes work
+/// without a restart. A database left by a crash cannot be opened on
+/// read-only storage (its repair writes): the server says so and exits.
 #[test]
-fn read_only_storage_is_refused_at_start_with_a_clear_error() {
-    let Some(mnt) = Mount::tmpfs(32) else { return };
+fn read_only_storage_serves_pulls_and_refuses_pushes_cleanly() {
+    let Some(mnt) = Mount::tmpfs(48) else { return };
     let data = mnt.path.join("data");
     let dir = tempfile::tempdir().expect("tempdir");
     let w = Wharf::start_env(dir, &data, &[], &[], false);
     let mut rng = Rng::new(13);
-    let (_, manifest) = push_image(&w.addr, "ro/app", "v1", &rng.bytes(1_200_000));
+    let repo = "ro/app";
+    let layer = rng.bytes(1_200_000);
+    let (digest, manifest) = push_image(&w.addr, repo, "v1", &layer);
+    let small = rng.bytes(3000);
+    push_blob(&w.addr, repo, &small);
     let (status, dir) = w.terminate();
     assert!(status.success());
 
+    mnt.remount("ro");
+    // fsck reads only.
+    let out = wharf_cmd(60)
+        .arg("fsck")
+        .arg("--data-dir")
+        .arg(&data)
+        .env("WHARF_LOG__LEVEL", "warn")
+        .output()
+        .expect("fsck");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "fsck on read-only storage: {stdout}");
+    assert!(stdout.contains("checked 4 blobs"), "{stdout}");
+    let w = Wharf::start_env(dir, &data, &[], &[], true);
+    let addr = w.addr.clone();
+    assert!(
+        w.log_tail(50).contains("read-only"),
+        "the log says the storage is read-only: {}",
+        w.log_tail(50)
+    );
+
+    // Pulls work.
+    assert_image(&addr, repo, "v1", &manifest);
+    assert_image(&addr, repo, &digest, &manifest);
+    assert_blob(&addr, repo, &layer);
+    assert_blob(&addr, repo, &small);
+    let tags = get(&addr, &format!("/v2/{repo}/tags/list"));
+    assert_eq!(tags.status, 200, "{}", tags.text());
+    assert!(tags.text().contains("\"v1\""), "{}", tags.text());
+    let catalog = get(&addr, "/v2/_catalog");
+    assert_eq!(catalog.status, 200, "{}", catalog.text());
+    assert!(catalog.text().contains(repo), "{}", catalog.text());
+    let referrers = get(&addr, &format!("/v2/{repo}/referrers/{digest}"));
+    assert_eq!(referrers.status, 200, "{}", referrers.text());
+
+    // Every kind of push fails with a 5xx that names the cause.
+    let large = rng.bytes(1_500_000);
+    let r = request(
+        &addr,
+        "POST",
+        &format!("/v2/{repo}/blobs/uploads/?digest={}", sha256(&large)),
+        &[],
+        &large,
+    );
+    assert_storage_error(&r, "large push on read-only storage", "read-only");
+    let tiny = rng.bytes(1000);
+    let r = request(
+        &addr,
+        "POST",
+        &format!("/v2/{repo}/blobs/uploads/?digest={}", sha256(&tiny)),
+        &[],
+        &tiny,
+    );
+    assert_storage_error(&r, "small push on read-only storage", "read-only");
+    let r = raw_request(&addr, "POST", "/v2/ro/other/blobs/uploads/", &[], b"");
+    assert_storage_error(&r, "upload start on read-only storage", "read-only");
+    let r = put_manifest(&addr, repo, "v2", &manifest);
+    assert_storage_error(&r, "manifest push on read-only storage", "read-only");
+    let r = raw_request(
+        &addr,
+        "DELETE",
+        &format!("/v2/{repo}/manifests/v1"),
+        &[],
+        b"",
+    );
+    assert!((500..600).contains(&r.status), "tag delete: {}", r.status);
+    // Nothing changed.
+    assert_image(&addr, repo, "v1", &manifest);
+    assert_eq!(status_of(&addr, &format!("/v2/{repo}/manifests/v2")), 404);
+
+    assert_eq!(status_of(&addr, "/readyz"), 503);
+    assert_eq!(status_of(&addr, "/healthz"), 200);
+    assert!(alive(w.pid()), "the server is still running");
+
+    // Writable again: readiness returns and pushes work, no restart.
+    mnt.remount("rw");
+    assert!(
+        eventually(10, || status_of(&addr, "/readyz") == 200),
+        "ready once the storage is writable"
+    );
+    let (_, manifest2) = push_image(&addr, repo, "v2", &rng.bytes(900_000));
+    push_blob(&addr, repo, &large);
+    assert_image(&addr, repo, "v2", &manifest2);
+    assert_image(&addr, repo, "v1", &manifest);
+
+    // A crash leaves a database that needs repair: refused on read-only
+    // storage with the reason, served again once writable.
+    let dir = w.kill();
     mnt.remount("ro");
     let out = wharf_cmd(30)
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
@@ -382,14 +476,15 @@ fn read_only_storage_is_refused_at_start_with_a_clear_error() {
     assert_eq!(out.status.code(), Some(1), "exits with status 1");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("cannot open storage") && stderr.contains("Read-only file system"),
+        stderr.contains("cannot open storage") && stderr.contains("not closed cleanly"),
         "{stderr}"
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
-
     mnt.remount("rw");
     let w = Wharf::start_env(dir, &data, &[], &[], false);
-    assert_image(&w.addr, "ro/app", "v1", &manifest);
+    assert_image(&w.addr, repo, "v1", &manifest);
+    assert_image(&w.addr, repo, "v2", &manifest2);
+    assert_blob(&w.addr, repo, &large);
 }
 
 /// Every stored copy of `needle` in the file at `path` gets one byte
