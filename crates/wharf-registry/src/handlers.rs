@@ -168,7 +168,7 @@ fn access(action: Action, repo: Option<&RepositoryName>) -> Access {
 
 // ---- responses ----
 
-fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<ResponseBody> {
+fn json_response(status: StatusCode, value: &impl serde::Serialize) -> Response<ResponseBody> {
     let body = serde_json::to_vec(value).unwrap_or_default();
     let mut resp = Response::new(ResponseBody::full(Bytes::from(body)));
     *resp.status_mut() = status;
@@ -350,10 +350,19 @@ async fn catalog(cx: &Ctx<'_>, query: &Query) -> Result<Response<ResponseBody>> 
     let mut names = Vec::with_capacity(page.items.len());
     for repo in &page.items {
         if cx.may_pull(repo).await {
-            names.push(repo.as_str().to_owned());
+            names.push(repo.as_str());
         }
     }
-    let mut resp = json_response(StatusCode::OK, &json!({ "repositories": names }));
+    #[derive(serde::Serialize)]
+    struct Catalog<'a> {
+        repositories: Vec<&'a str>,
+    }
+    let mut resp = json_response(
+        StatusCode::OK,
+        &Catalog {
+            repositories: names,
+        },
+    );
     if page.more
         && let Some(last) = page.items.last()
     {
@@ -845,7 +854,14 @@ async fn list_tags(
         .map_err(|e| RegistryError::invalid(ErrorCode::TagInvalid, format!("last: {e}")))?;
     let page = cx.inner.store.list_tags(name, last.as_ref(), n).await?;
     let tags: Vec<&str> = page.items.iter().map(Tag::as_str).collect();
-    let mut resp = json_response(StatusCode::OK, &json!({ "name": name, "tags": tags }));
+    // Serialized from borrowed strings: a page of a thousand tags is not
+    // copied into a JSON value first.
+    #[derive(serde::Serialize)]
+    struct TagList<'a> {
+        name: &'a RepositoryName,
+        tags: Vec<&'a str>,
+    }
+    let mut resp = json_response(StatusCode::OK, &TagList { name, tags });
     if page.more
         && n > 0
         && let Some(last) = page.items.last()

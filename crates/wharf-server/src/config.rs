@@ -82,6 +82,11 @@ pub(crate) struct StorageConfig {
     pub(crate) path: PathBuf,
     /// Bytes of manifests cached in memory.
     pub(crate) manifest_cache_bytes: usize,
+    /// `fs`: flush blob files to disk before acknowledging a push.
+    pub(crate) fsync: bool,
+    /// `fs`: blobs of at most this many bytes are stored in the metadata
+    /// database instead of as files.
+    pub(crate) inline_threshold: u64,
     /// S3 API base URL for `s3`; empty: AWS S3 in `s3_region`.
     pub(crate) s3_endpoint: String,
     /// Signing region (Garage: its `s3_region`); empty: `AWS_REGION`.
@@ -114,6 +119,8 @@ impl Default for StorageConfig {
             kind: StorageKind::Fs,
             path: PathBuf::from("./wharf-data"),
             manifest_cache_bytes: 8 << 20,
+            fsync: true,
+            inline_threshold: wharf_storage::FsOptions::DEFAULT_INLINE_THRESHOLD,
             s3_endpoint: String::new(),
             s3_region: String::new(),
             s3_bucket: String::new(),

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 use tokio::sync::watch;
 use wharf_registry::{Limits, Registry};
-use wharf_storage::{FsBackend, GcOptions, MemoryBackend, Store, StoreConfig};
+use wharf_storage::{FsBackend, FsOptions, GcOptions, MemoryBackend, Store, StoreConfig};
 
 use crate::config::{Config, LogFormat, StorageKind};
 
@@ -310,7 +310,10 @@ fn open_store_noting_read_only(config: &Config) -> Result<(Store, bool), String>
                 .map_err(|e| format!("cannot use S3 storage: {e}"))?,
         ),
         StorageKind::Fs => {
-            let fs = FsBackend::open(&config.storage.path).map_err(|e| {
+            let options = FsOptions::default()
+                .with_fsync(config.storage.fsync)
+                .with_inline_threshold(config.storage.inline_threshold);
+            let fs = FsBackend::open_with(&config.storage.path, options).map_err(|e| {
                 format!(
                     "cannot open storage at {}: {e}",
                     config.storage.path.display()

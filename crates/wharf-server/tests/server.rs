@@ -408,7 +408,7 @@ fn kill_9_keeps_acknowledged_pushes() {
 #[test]
 fn admin_gc_and_fsck() {
     let w = Wharf::start(&[]);
-    // Larger than the filesystem backend's inline threshold (1 MiB), so
+    // Larger than the filesystem backend's inline threshold (64 KiB), so
     // that it is a file the test can corrupt (smaller blobs live in the
     // metadata database).
     let layer: Vec<u8> = (0..1_500_000u32).map(|i| (i % 251) as u8).collect();

@@ -213,6 +213,7 @@ impl Fixture for MemoryFixture {
 #[derive(Debug)]
 pub struct FsFixture {
     dir: tempfile::TempDir,
+    options: crate::FsOptions,
 }
 
 #[cfg(feature = "fs")]
@@ -223,7 +224,18 @@ impl FsFixture {
             .prefix("wharf-conformance-")
             .tempdir()
             .unwrap_or_else(|e| panic!("create a temporary directory for the fs fixture: {e}"));
-        FsFixture { dir }
+        FsFixture {
+            dir,
+            options: crate::FsOptions::default(),
+        }
+    }
+
+    /// A fixture over a new temporary directory, opened with `options`.
+    pub fn with_options(options: crate::FsOptions) -> Self {
+        FsFixture {
+            options,
+            ..Self::new()
+        }
     }
 
     /// The data directory.
@@ -243,7 +255,7 @@ impl Default for FsFixture {
 #[async_trait]
 impl Fixture for FsFixture {
     async fn open(&self) -> Arc<dyn Backend> {
-        match crate::FsBackend::open(self.dir.path()) {
+        match crate::FsBackend::open_with(self.dir.path(), self.options.clone()) {
             Ok(backend) => Arc::new(backend),
             Err(e) => panic!("open FsBackend at {}: {e}", self.dir.path().display()),
         }

@@ -69,7 +69,7 @@ struct Log {
 const WORKERS: usize = 3;
 
 /// One worker: images with a small config (monolithic, inline) and one
-/// layer (chunked, 64 KiB to 2.5 MiB, either side of the inline
+/// layer (chunked, 16 KiB to 2.5 MiB, either side of the 64 KiB inline
 /// threshold), the manifest moving the worker's tag; until a request fails
 /// because the server died.
 fn worker(addr: String, seed: u64, id: usize, log: Arc<Mutex<Log>>, tag: Arc<Mutex<TagState>>) {
@@ -107,7 +107,7 @@ fn worker(addr: String, seed: u64, id: usize, log: Arc<Mutex<Log>>, tag: Arc<Mut
         }
 
         // Layer: a chunked upload.
-        let len = rng.range(64 << 10, 5 << 19) as usize;
+        let len = rng.range(16 << 10, 5 << 19) as usize;
         let layer = rng.bytes(len);
         let ld = sha256(&layer);
         let l_ref = BlobRef {

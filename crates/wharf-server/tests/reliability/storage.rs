@@ -504,24 +504,31 @@ fn flip_in_file(path: &Path, needle: &[u8]) -> usize {
 }
 
 /// Bit rot: a flipped byte in a stored small blob, a stored manifest (both
-/// inline in the metadata database) and a large blob (a file). Small
-/// objects are verified on every read: the pull fails instead of
-/// answering wrong bytes. Large blobs are streamed unverified; `wharf
-/// fsck` finds every corrupt blob, small or large.
+/// inline in the metadata database), a blob under 1 MiB stored as a file,
+/// and a large blob (a file). Objects up to 1 MiB are verified on every
+/// read: the pull fails instead of answering wrong bytes. Large blobs are
+/// streamed unverified; `wharf fsck` finds every corrupt blob, small or
+/// large.
 #[test]
 fn bit_rot_is_never_served_silently_for_small_objects_and_fsck_finds_it() {
     let w = Wharf::start(&[]);
     let mut rng = Rng::new(14);
     let repo = "rot/app";
-    let small = rng.bytes(200_000);
+    let small = rng.bytes(40_000);
+    let medium = rng.bytes(200_000);
     let large = rng.bytes(1_500_000);
     let config = br#"{"architecture":"amd64","os":"linux","rot":"test"}"#.to_vec();
     let cd = push_blob(&w.addr, repo, &config);
     let sd = push_blob(&w.addr, repo, &small);
+    let md = push_blob(&w.addr, repo, &medium);
     let ld = push_blob(&w.addr, repo, &large);
     let manifest = image_manifest(
         (&cd, config.len()),
-        &[(sd.clone(), small.len()), (ld.clone(), large.len())],
+        &[
+            (sd.clone(), small.len()),
+            (md.clone(), medium.len()),
+            (ld.clone(), large.len()),
+        ],
     );
     assert_eq!(put_manifest(&w.addr, repo, "v1", &manifest).status, 201);
     let (status, dir) = w.terminate();
@@ -530,22 +537,29 @@ fn bit_rot_is_never_served_silently_for_small_objects_and_fsck_finds_it() {
 
     let db = data.join("meta.redb");
     assert!(
-        flip_in_file(&db, &small[100_000..100_064]) > 0,
+        flip_in_file(&db, &small[20_000..20_064]) > 0,
         "small blob found in the database"
     );
-    // The manifest's bytes: its layer list is unique to it.
-    let needle = &manifest[manifest.len() / 2..manifest.len() / 2 + 40];
+    // The manifest's bytes: the start of its layer list (not a digest,
+    // which record keys contain too).
+    let at = manifest
+        .windows(8)
+        .position(|w| w == b"\"layers\"")
+        .expect("layers in the manifest");
+    let needle = &manifest[at..at + 40];
     assert!(
         flip_in_file(&db, needle) > 0,
         "manifest found in the database"
     );
-    let file = data
-        .join("blobs/sha256")
-        .join(&ld["sha256:".len().."sha256:".len() + 2])
-        .join(&ld["sha256:".len()..]);
-    let mut bytes = std::fs::read(&file).expect("large blob file");
-    bytes[700_000] ^= 0x01;
-    std::fs::write(&file, bytes).expect("corrupt");
+    for (digest, at) in [(&md, 100_000), (&ld, 700_000)] {
+        let file = data
+            .join("blobs/sha256")
+            .join(&digest["sha256:".len().."sha256:".len() + 2])
+            .join(&digest["sha256:".len()..]);
+        let mut bytes = std::fs::read(&file).expect("blob file");
+        bytes[at] ^= 0x01;
+        std::fs::write(&file, bytes).expect("corrupt");
+    }
 
     // fsck reports each corrupt object.
     let out = wharf_cmd(60)
@@ -557,20 +571,23 @@ fn bit_rot_is_never_served_silently_for_small_objects_and_fsck_finds_it() {
         .expect("fsck");
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success(), "{report}");
-    for d in [&sd, &ld, &sha256(&manifest)] {
+    for d in [&sd, &md, &ld, &sha256(&manifest)] {
         assert!(report.contains(&format!("CORRUPT {d}")), "{d}: {report}");
     }
-    assert!(report.contains("3 corrupt"), "{report}");
+    assert!(report.contains("4 corrupt"), "{report}");
 
-    // Small objects: never the wrong bytes.
+    // Objects up to 1 MiB, inline or files: never the wrong bytes.
     let w = Wharf::start_in(dir, &[]);
-    let r = get(&w.addr, &format!("/v2/{repo}/blobs/{sd}"));
-    assert!(
-        (500..600).contains(&r.status),
-        "a corrupt small blob is refused, not served: {}",
-        r.status
-    );
-    assert!(r.text().contains("hashes to"), "{}", r.text());
+    for d in [&sd, &md] {
+        let r = get(&w.addr, &format!("/v2/{repo}/blobs/{d}"));
+        assert!(
+            (500..600).contains(&r.status),
+            "a corrupt small blob {d} is refused, not served: {} {}",
+            r.status,
+            r.text()
+        );
+        assert!(r.text().contains("hashes to"), "{}", r.text());
+    }
     let r = raw_request(
         &w.addr,
         "GET",
