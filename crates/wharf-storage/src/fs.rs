@@ -93,16 +93,17 @@ const META_TABLE: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("
 const META_FILE: &str = "meta.redb";
 /// Most memory redb may use for its page cache. Small: the operating
 /// system's page cache holds the database file anyway, and a large cache
-/// filled by inline blob traffic (128 MiB measured 298 MiB peak RSS under a
-/// mixed push/pull load, 16 MiB 66 MiB, at the same throughput) is memory
-/// the server keeps for good.
-const META_CACHE_BYTES: usize = 16 << 20;
+/// filled by inline blob traffic is memory the server keeps for good
+/// (whole-run peak RSS of the benchmark: 128 MiB cache 298 MiB, 16 MiB
+/// 47 MiB, 8 MiB 38 MiB, at the same throughput and manifest GET rate).
+const META_CACHE_BYTES: usize = 8 << 20;
 /// Most caller batches folded into one metadata transaction.
 const MAX_GROUP_BATCHES: usize = 1024;
 /// Most bytes (inline blob content and record values) folded into one
 /// transaction; a larger batch still goes, alone. Bounded so that a
-/// group of inline blobs held for one commit stays a few MiB.
-const MAX_GROUP_BYTES: usize = 8 << 20;
+/// group of inline blobs held for one commit stays small: with 64 KiB
+/// inline blobs, 2 MiB is 32 concurrent pushes' worth.
+const MAX_GROUP_BYTES: usize = 2 << 20;
 
 /// The index of inline blobs: digest text -> 8-byte little-endian commit
 /// time (unix milliseconds) and 8-byte little-endian size.
