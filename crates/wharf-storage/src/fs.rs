@@ -39,7 +39,7 @@
 //! Staged writes: the input stream is polled on the async side (where the
 //! caller hashes it) and handed to one writer thread per call through a
 //! queue bounded to a few MiB, small chunks gathered into large writes.
-//! Every 32 MiB a helper thread starts an `fdatasync`, so the disk works
+//! Every 4 MiB a helper thread starts an `fdatasync`, so the disk works
 //! while input still arrives and the final sync has little left. Appends,
 //! commits and aborts of one stage are ordered: an append overtaken by a
 //! newer operation on its stage stops before its next write.
@@ -140,7 +140,10 @@ const SMALL_BATCH: usize = 64 << 10;
 /// on a helper thread, while writing goes on) each time this many bytes
 /// were written since the last start, so that the final `fdatasync` has
 /// little left to do and the disk works while the input is still arriving.
-const BACKGROUND_SYNC_EVERY: u64 = 32 << 20;
+/// Small against a chunk: a 16 MiB `PATCH` used to wait for a final flush
+/// of all 16 MiB with 32 MiB here (1 GiB in 16 MiB chunks: 486 MB/s), and
+/// waits for at most 4 MiB now (790 MB/s; single-request pushes unchanged).
+const BACKGROUND_SYNC_EVERY: u64 = 4 << 20;
 
 /// Chunk size of blob reads.
 const READ_CHUNK: usize = 1 << 20;
