@@ -632,4 +632,43 @@ mod tests {
         let back: Config = toml::from_str(&c.to_toml()).unwrap();
         assert_eq!(back, c);
     }
+
+    /// docs/configuration.md documents exactly the keys the server reads,
+    /// section by section.
+    #[test]
+    fn every_key_is_documented_and_every_documented_key_exists() {
+        use std::collections::{BTreeMap, BTreeSet};
+        let toml::Value::Table(sections) = toml::Value::try_from(Config::default()).unwrap() else {
+            panic!("the configuration is a table");
+        };
+        let mut code: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (section, keys) in sections {
+            let toml::Value::Table(keys) = keys else {
+                panic!("[{section}] is a table");
+            };
+            code.insert(section, keys.keys().cloned().collect());
+        }
+        let doc = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/configuration.md"),
+        )
+        .unwrap();
+        let mut documented: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut section = None;
+        for line in doc.lines() {
+            if let Some(rest) = line.strip_prefix("## ") {
+                section = rest
+                    .strip_prefix("`[")
+                    .and_then(|r| r.strip_suffix("]`"))
+                    .map(str::to_owned);
+            } else if let (Some(section), Some(row)) = (&section, line.strip_prefix("| `"))
+                && let Some((key, _)) = row.split_once("` |")
+            {
+                documented
+                    .entry(section.clone())
+                    .or_default()
+                    .insert(key.to_owned());
+            }
+        }
+        assert_eq!(code, documented);
+    }
 }
