@@ -47,6 +47,37 @@ fn limit_malloc_arenas() {
     eprintln!("wharf: could not restart with {VAR}=2 ({err}); continuing");
 }
 
+/// Raises the soft limit on open files to the hard limit, as servers that
+/// hold a descriptor per connection and per upload should (the usual soft
+/// default, 1024, caps a registry at about a thousand concurrent clients;
+/// the hard limit is what the administrator allows). Returns the soft limit
+/// before and after.
+#[cfg(unix)]
+fn raise_open_file_limit() -> Option<(u64, u64)> {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let before = limit.current?;
+    // No hard limit: the kernel still caps descriptors (`nr_open`, at least
+    // 2^20 on Linux).
+    let target = limit.maximum.unwrap_or(1 << 20);
+    if target <= before {
+        return Some((before, before));
+    }
+    let raised = Rlimit {
+        current: Some(target),
+        maximum: limit.maximum,
+    };
+    match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => Some((before, target)),
+        Err(_) => Some((before, before)),
+    }
+}
+
+#[cfg(not(unix))]
+fn raise_open_file_limit() -> Option<(u64, u64)> {
+    None
+}
+
 /// A fast, safe, embeddable OCI container registry.
 #[derive(Debug, Parser)]
 #[command(name = "wharf", version, about, propagate_version = true)]
@@ -328,6 +359,24 @@ fn open_store_noting_read_only(config: &Config) -> Result<(Store, bool), String>
 
 async fn serve(config: Config) -> Result<(), String> {
     let started = Instant::now();
+    if let Some((before, after)) = raise_open_file_limit() {
+        if after > before {
+            tracing::info!(from = before, to = after, "raised the open-file limit");
+        }
+        // A connection, and an upload or download in progress, each hold
+        // a descriptor; storage and the listeners need some more.
+        let wanted = u64::try_from(config.server.max_connections)
+            .unwrap_or(u64::MAX)
+            .saturating_mul(2)
+            .saturating_add(64);
+        if after < wanted {
+            tracing::warn!(
+                limit = after,
+                max_connections = config.server.max_connections,
+                "the open-file limit is low for server.max_connections; raise it (ulimit -n, LimitNOFILE=)"
+            );
+        }
+    }
     let (store, read_only) = open_store_noting_read_only(&config)?;
     let mut limits = Limits::default();
     limits.max_manifest_size = config.registry.max_manifest_size;

@@ -685,3 +685,57 @@ fn malformed_framing_and_oversized_headers_are_refused() {
     assert_eq!(status, 200);
     assert_eq!(body.trim(), r#"{"repositories":[]}"#);
 }
+
+/// `serve` raises its soft open-file limit to the hard limit, so a server
+/// started from a shell with the common default of 1024 can still hold
+/// thousands of connections.
+#[cfg(target_os = "linux")]
+#[test]
+fn serve_raises_its_open_file_limit_to_the_hard_limit() {
+    let hard = std::process::Command::new("sh")
+        .args(["-c", "ulimit -Hn"])
+        .output()
+        .expect("sh");
+    let hard = String::from_utf8_lossy(&hard.stdout).trim().to_owned();
+    if hard
+        .parse::<u64>()
+        .map_or(hard != "unlimited", |h| h <= 512)
+    {
+        eprintln!("SKIPPED: the hard open-file limit ({hard}) leaves nothing to raise");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -Sn 512 && exec \"$0\" serve --listen 127.0.0.1:0 --data-dir \"$1\"")
+        .arg(env!("CARGO_BIN_EXE_wharf"))
+        .arg(dir.path().join("data"))
+        .env("WHARF_LOG__LEVEL", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start wharf");
+    let mut reader = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    while !line.contains("listening on") {
+        line.clear();
+        if reader.read_line(&mut line).expect("read") == 0 {
+            let _ = child.kill();
+            panic!("wharf did not start");
+        }
+    }
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).expect("limits");
+    let _ = child.kill();
+    let _ = child.wait();
+    let row = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("open files row");
+    let values: Vec<&str> = row["Max open files".len()..].split_whitespace().collect();
+    assert_eq!(
+        values.first(),
+        values.get(1),
+        "soft limit raised to the hard one: {row}"
+    );
+    assert_ne!(values.first(), Some(&"512"), "{row}");
+}
