@@ -195,7 +195,7 @@ impl FsOptions {
     /// every read and write of it, and its commit writes it through the
     /// database (measured under a mixed push/pull load: 64 KiB peaked at
     /// 47 MiB resident, 1 MiB at 65 MiB, at the same throughput; a lone
-    /// 1 MiB put took 3.7x longer inline than as a file).
+    /// 1 MiB put took 2.8x longer inline than as a file).
     pub const DEFAULT_INLINE_THRESHOLD: u64 = 64 << 10;
     /// The largest [`FsOptions::inline_threshold`]: 16 MiB.
     pub const MAX_INLINE_THRESHOLD: u64 = 16 << 20;
