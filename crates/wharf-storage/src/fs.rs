@@ -50,9 +50,10 @@
 //! that says the storage is read-only, and [`Backend::check`] fails. The
 //! backend tries to reopen the database for writing (at most once a second,
 //! when a write or a check needs it), so writes work again once the
-//! storage does, without a restart. Reading needs a database that was
-//! closed cleanly: one left by a crash must be repaired by opening it on
-//! writable storage once.
+//! storage does, without a restart. A database that was not closed
+//! cleanly (a crash, or storage that turned read-only under a running
+//! server) needs a repair, which writes: on read-only storage it is
+//! repaired in memory (the file is left as it is) and then read.
 //!
 //! Deletions (`blob_delete`, `stage_abort`) are not fsynced: a crash right
 //! after one may bring the file (or the inline blob: its removal is
@@ -80,6 +81,8 @@ use redb::{
 };
 use tokio::sync::{Semaphore, oneshot};
 use wharf_types::{Digest, UploadId};
+
+mod overlay;
 
 use crate::backend::{
     Backend, BackendError, BackendResult, BlobMeta, ByteStream, Key, ListOptions, MetaEntry,
@@ -342,7 +345,7 @@ impl FsBackend {
         // The database lock is what makes the directory ours: only clean
         // tmp/ once it is held.
         let handle = open_handle(&db_path, &root)?;
-        if matches!(handle, Handle::ReadOnly(_)) {
+        if matches!(handle, Handle::ReadOnly(_) | Handle::Repaired(_)) {
             tracing::warn!(
                 root = %root.display(),
                 "storage is read-only: serving reads only; writes fail until it is writable"
@@ -400,7 +403,7 @@ impl FsBackend {
     pub fn is_read_only(&self) -> bool {
         matches!(
             self.inner.shared.db.read_slot().db,
-            Some(Handle::ReadOnly(_))
+            Some(Handle::ReadOnly(_) | Handle::Repaired(_))
         )
     }
 
@@ -646,12 +649,15 @@ enum Handle {
     Writable(Database),
     /// The storage could not be written when the database was opened.
     ReadOnly(ReadOnlyDatabase),
+    /// The storage could not be written and the database was not closed
+    /// cleanly: repaired in memory ([`overlay::MemoryOverlay`]), read only.
+    Repaired(Database),
 }
 
 impl Handle {
     fn reader(&self) -> &dyn ReadableDatabase {
         match self {
-            Handle::Writable(db) => db,
+            Handle::Writable(db) | Handle::Repaired(db) => db,
             Handle::ReadOnly(db) => db,
         }
     }
@@ -715,10 +721,25 @@ fn open_handle(path: &Path, root: &Path) -> BackendResult<Handle> {
     match builder.open_read_only(path) {
         Ok(db) => Ok(Handle::ReadOnly(db)),
         Err(redb::DatabaseError::RepairAborted) => {
-            Err(BackendError::Other(Box::new(NeedsRepair {
-                db: path.to_path_buf(),
-                cause: error,
-            })))
+            // Not closed cleanly: repair it with the repair's writes kept in
+            // memory, the file untouched.
+            let repaired = overlay::MemoryOverlay::open(path)
+                .map_err(redb::DatabaseError::from)
+                .and_then(|o| builder.create_with_backend(o));
+            match repaired {
+                Ok(db) => {
+                    tracing::warn!(
+                        db = %path.display(),
+                        "metadata database was not closed cleanly and cannot be written: repaired in memory for reading"
+                    );
+                    Ok(Handle::Repaired(db))
+                }
+                Err(e) => Err(BackendError::Other(Box::new(NeedsRepair {
+                    db: path.to_path_buf(),
+                    cause: error,
+                    repair: e,
+                }))),
+            }
         }
         Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
             Err(BackendError::Other(Box::new(InUse {
@@ -732,16 +753,17 @@ fn open_handle(path: &Path, root: &Path) -> BackendResult<Handle> {
     }
 }
 
-/// The database is on storage that cannot be written and was not closed
-/// cleanly, so it cannot be opened (its repair writes).
+/// The database is on storage that cannot be written, was not closed
+/// cleanly, and could not be repaired in memory either.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "metadata database {} cannot be written ({cause}) and was not closed cleanly: it can be opened only for writing, which repairs it",
+    "metadata database {} cannot be written ({cause}) and was not closed cleanly; repairing it in memory failed ({repair}): open it once on writable storage, which repairs it",
     .db.display()
 )]
 struct NeedsRepair {
     db: PathBuf,
     cause: redb::Error,
+    repair: redb::DatabaseError,
 }
 
 /// A write to storage that is open read-only.
@@ -787,7 +809,7 @@ impl MetaDb {
     ) -> BackendResult<T> {
         self.run(context, |handle| match handle {
             Handle::Writable(db) => Some(f(db)),
-            Handle::ReadOnly(_) => None,
+            Handle::ReadOnly(_) | Handle::Repaired(_) => None,
         })
     }
 
@@ -814,7 +836,14 @@ impl MetaDb {
                 Some(Some(Err(e))) => {
                     tracing::warn!(error = %e, path = %self.path.display(), "reopening the metadata database");
                 }
-                Some(None) if retried || !self.writable_retry_due() => {
+                // Reopening is tried only once the file can be opened for
+                // writing: reopening a database repaired in memory repairs
+                // it again, which reads all of it.
+                Some(None)
+                    if retried
+                        || !self.writable_retry_due()
+                        || OpenOptions::new().write(true).open(&self.path).is_err() =>
+                {
                     return Err(read_only_error(&self.root));
                 }
                 Some(None) => {}
@@ -856,7 +885,7 @@ impl MetaDb {
         }
         // The old handle must be gone (and its file lock released) before
         // the file can be opened again.
-        let was_read_only = matches!(slot.db, Some(Handle::ReadOnly(_)));
+        let was_read_only = matches!(slot.db, Some(Handle::ReadOnly(_) | Handle::Repaired(_)));
         drop(slot.db.take());
         slot.generation += 1;
         let handle = open_handle(&self.path, &self.root)?;
@@ -864,7 +893,7 @@ impl MetaDb {
             (Handle::Writable(_), true) => {
                 tracing::info!(root = %self.root.display(), "storage is writable again");
             }
-            (Handle::ReadOnly(_), false) => {
+            (Handle::ReadOnly(_) | Handle::Repaired(_), false) => {
                 tracing::warn!(root = %self.root.display(), "storage became read-only: serving reads only");
             }
             _ => {}
@@ -3071,6 +3100,54 @@ mod tests {
         b.check().await.unwrap();
         assert_eq!(b.meta_value(&key("r/b")).await.unwrap().unwrap(), &b"B"[..]);
         assert_eq!(read_all(&b, &ds, None).await.concat(), small);
+    }
+
+    /// A database that was not closed cleanly, on storage that cannot be
+    /// written, is repaired in memory and read; the file stays as it was.
+    #[tokio::test]
+    async fn unclean_database_on_read_only_storage_is_repaired_in_memory() {
+        let live = tempfile::tempdir().unwrap();
+        let copy = tempfile::tempdir().unwrap();
+        let small = Bytes::from(pattern(3000, 5));
+        let ds = Digest::sha256(&small);
+        let b = FsBackend::open(live.path()).unwrap();
+        b.blob_put(&ds, small.clone()).await.unwrap();
+        b.meta_put(key("r/a"), Bytes::from_static(b"A"))
+            .await
+            .unwrap();
+        // A copy taken while the database is open is what a crash leaves.
+        for dir in ["blobs", "stage", "tmp"] {
+            fs::create_dir(copy.path().join(dir)).unwrap();
+        }
+        let db_file = copy.path().join(META_FILE);
+        fs::copy(live.path().join(META_FILE), &db_file).unwrap();
+        drop(b);
+        let before = fs::read(&db_file).unwrap();
+        assert!(matches!(
+            redb::ReadOnlyDatabase::open(&db_file),
+            Err(redb::DatabaseError::RepairAborted)
+        ));
+
+        READ_ONLY_FILES.lock().unwrap().push(db_file.clone());
+        let b = FsBackend::open(copy.path()).unwrap();
+        assert!(b.is_read_only());
+        assert!(matches!(
+            b.inner.shared.db.read_slot().db,
+            Some(Handle::Repaired(_))
+        ));
+        assert_eq!(b.meta_value(&key("r/a")).await.unwrap().unwrap(), &b"A"[..]);
+        assert_eq!(read_all(&b, &ds, None).await.concat(), small);
+        let e = b
+            .meta_put(key("r/b"), Bytes::from_static(b"B"))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("is read-only"), "{e}");
+        drop(b);
+        READ_ONLY_FILES.lock().unwrap().retain(|p| *p != db_file);
+        assert!(
+            fs::read(&db_file).unwrap() == before,
+            "the file is untouched"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -364,6 +364,11 @@ impl Mount {
 
     /// An ext4 filesystem of `mib` MiB in an image file on a loop device.
     pub fn ext4(mib: u64) -> Option<Mount> {
+        Self::ext4_with(mib, "loop")
+    }
+
+    /// [`Mount::ext4`] with mount options (`loop` among them).
+    pub fn ext4_with(mib: u64, options: &str) -> Option<Mount> {
         let dir = tempfile::tempdir().expect("tempdir");
         let image = dir.path().join("fs.img");
         let path = dir.path().join("mnt");
@@ -380,7 +385,7 @@ impl Mount {
             return None;
         }
         let out = Command::new("mount")
-            .args(["-o", "loop"])
+            .args(["-o", options])
             .arg(&image)
             .arg(&path)
             .output()
@@ -397,6 +402,29 @@ impl Mount {
             loop_image: Some(image),
             _dir: dir,
         })
+    }
+
+    /// Makes ext4 report an error, as it does when it finds corruption:
+    /// mounted with `errors=remount-ro`, the filesystem turns read-only
+    /// under whatever has files open on it. False if the kernel does not
+    /// offer the trigger.
+    pub fn trigger_ext4_error(&self) -> bool {
+        let Ok(out) = Command::new("findmnt")
+            .args(["-n", "-o", "SOURCE"])
+            .arg(&self.path)
+            .output()
+        else {
+            return false;
+        };
+        let source = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        let Some(device) = source.rsplit('/').next().filter(|d| !d.is_empty()) else {
+            return false;
+        };
+        std::fs::write(
+            format!("/sys/fs/ext4/{device}/trigger_fs_error"),
+            "wharf reliability test",
+        )
+        .is_ok()
     }
 
     /// Remounts read-only or read-write (only possible while nothing has a

@@ -362,8 +362,8 @@ fn io_errors_fail_requests_cleanly_and_readiness_reports_them() {
 /// small blobs, manifests by tag and digest, tag lists, the catalog), every
 /// push fails with a 5xx that says the storage is read-only, readiness
 /// reports not ready, and once the storage is writable again pushes work
-/// without a restart. A database left by a crash cannot be opened on
-/// read-only storage (its repair writes): the server says so and exits.
+/// without a restart. A database left by a crash is repaired in memory on
+/// read-only storage and served the same way.
 #[test]
 fn read_only_storage_serves_pulls_and_refuses_pushes_cleanly() {
     let Some(mnt) = Mount::tmpfs(48) else { return };
@@ -463,28 +463,108 @@ fn read_only_storage_serves_pulls_and_refuses_pushes_cleanly() {
     assert_image(&addr, repo, "v2", &manifest2);
     assert_image(&addr, repo, "v1", &manifest);
 
-    // A crash leaves a database that needs repair: refused on read-only
-    // storage with the reason, served again once writable.
+    // A crash leaves a database that needs a repair, which writes: on
+    // read-only storage it is repaired in memory and everything is served.
     let dir = w.kill();
     mnt.remount("ro");
-    let out = wharf_cmd(30)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&data)
-        .env("WHARF_LOG__LEVEL", "warn")
-        .output()
-        .expect("run wharf");
-    assert_eq!(out.status.code(), Some(1), "exits with status 1");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let w = Wharf::start_env(dir, &data, &[], &[], true);
     assert!(
-        stderr.contains("cannot open storage") && stderr.contains("not closed cleanly"),
-        "{stderr}"
+        w.log_tail(50).contains("repaired in memory"),
+        "{}",
+        w.log_tail(50)
     );
-    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_image(&w.addr, repo, "v1", &manifest);
+    assert_image(&w.addr, repo, "v2", &manifest2);
+    assert_blob(&w.addr, repo, &large);
+    let r = put_manifest(&w.addr, repo, "v3", &manifest);
+    assert_storage_error(&r, "manifest push after the repair", "read-only");
+    assert_eq!(status_of(&w.addr, "/readyz"), 503);
+    let (status, dir) = w.terminate();
+    assert!(status.success());
     mnt.remount("rw");
     let w = Wharf::start_env(dir, &data, &[], &[], false);
     assert_image(&w.addr, repo, "v1", &manifest);
     assert_image(&w.addr, repo, "v2", &manifest2);
     assert_blob(&w.addr, repo, &large);
+}
+
+/// Storage that turns read-only under the running server (ext4 mounted
+/// with `errors=remount-ro` meeting an error): pushes fail with a 5xx that
+/// says so, every pull keeps working (the metadata database, which was
+/// open for writing and not closed, is repaired in memory and read),
+/// readiness reports not ready, the process never crashes.
+#[test]
+fn storage_turning_read_only_under_the_server_keeps_pulls_working() {
+    let Some(mnt) = Mount::ext4_with(96, "loop,errors=remount-ro") else {
+        return;
+    };
+    let data = mnt.path.join("data");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let w = Wharf::start_env(dir, &data, &[], &[], true);
+    let addr = w.addr.clone();
+    let mut rng = Rng::new(15);
+    let repo = "emergency/app";
+    let layer = rng.bytes(1_300_000);
+    let (digest, manifest) = push_image(&addr, repo, "v1", &layer);
+    let small = rng.bytes(5000);
+    push_blob(&addr, repo, &small);
+    assert_eq!(status_of(&addr, "/readyz"), 200);
+
+    if !mnt.trigger_ext4_error() {
+        eprintln!("SKIPPED: /sys/fs/ext4/*/trigger_fs_error is not available");
+        return;
+    }
+    assert!(
+        eventually(5, || {
+            std::fs::write(mnt.path.join("probe"), b"x")
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::ReadOnlyFilesystem)
+        }),
+        "the filesystem turned read-only"
+    );
+
+    // Pushes of every kind fail with a 5xx; the first write meets the
+    // read-only filesystem, later ones the read-only database.
+    for round in 0..2 {
+        let tiny = rng.bytes(1000 + round);
+        let r = request(
+            &addr,
+            "POST",
+            &format!("/v2/{repo}/blobs/uploads/?digest={}", sha256(&tiny)),
+            &[],
+            &tiny,
+        );
+        assert_storage_error(&r, "small push", "read-only");
+        let big = rng.bytes(1_500_000 + round);
+        let r = request(
+            &addr,
+            "POST",
+            &format!("/v2/{repo}/blobs/uploads/?digest={}", sha256(&big)),
+            &[],
+            &big,
+        );
+        assert_storage_error(&r, "large push", "read-only");
+        let r = put_manifest(&addr, repo, "v2", &manifest);
+        assert_storage_error(&r, "manifest push", "read-only");
+    }
+
+    // Every pull works, with the right bytes.
+    for _ in 0..2 {
+        assert_image(&addr, repo, "v1", &manifest);
+        assert_image(&addr, repo, &digest, &manifest);
+        assert_blob(&addr, repo, &small);
+        let tags = get(&addr, &format!("/v2/{repo}/tags/list"));
+        assert_eq!(tags.status, 200, "{}", tags.text());
+        assert!(tags.text().contains("\"v1\""), "{}", tags.text());
+    }
+    assert_eq!(status_of(&addr, &format!("/v2/{repo}/manifests/v2")), 404);
+    assert!(eventually(10, || status_of(&addr, "/readyz") == 503));
+    assert_eq!(status_of(&addr, "/healthz"), 200);
+    assert!(alive(w.pid()), "the server is still running");
+    assert!(
+        w.log_tail(200).contains("repaired in memory"),
+        "{}",
+        w.log_tail(200)
+    );
 }
 
 /// Every stored copy of `needle` in the file at `path` gets one byte
