@@ -126,6 +126,26 @@ fn alpine_apk_database() {
     );
 }
 
+/// Package databases naming a package without a name or version (found
+/// by fuzzing: an apk paragraph `P:` with nothing after it) list nothing
+/// for it; the well-formed packages beside it stay.
+#[test]
+fn packages_without_a_name_or_version_are_dropped() {
+    let installed = "P:\nV:1.2.4-r0\n\nP:musl\nV:\n\nP:busybox\nV:1.36.1-r5\n\n";
+    let status = "Package:\nStatus: install ok installed\nVersion: 1.0\n\n\
+                  Package: bash\nStatus: install ok installed\nVersion: 5.2.15-2\n\n";
+    let layer = Layer::new()
+        .file("lib/apk/db/installed", installed)
+        .file("var/lib/dpkg/status", status)
+        .gzip();
+    let inv = scan(&[layer], Limits::default()).unwrap();
+    assert_eq!(names(&inv), ["apk:busybox@1.36.1-r5", "deb:bash@5.2.15-2"]);
+    assert!(
+        wharf_scan::extract::apk::parse_installed("P:\nV:1\n", "x").is_empty(),
+        "the parser itself drops it"
+    );
+}
+
 #[test]
 fn distroless_status_d() {
     let layer = Layer::new()

@@ -16,7 +16,8 @@ pub fn parse_installed(text: &str, location: &str) -> Vec<Package> {
     let mut fields: Vec<(char, &str)> = Vec::new();
     let mut flush = |fields: &mut Vec<(char, &str)>| {
         let get = |k: char| fields.iter().find(|(f, _)| *f == k).map(|(_, v)| *v);
-        if let (Some(name), Some(version)) = (get('P'), get('V')) {
+        let named = |v: &&str| !v.is_empty();
+        if let (Some(name), Some(version)) = (get('P').filter(named), get('V').filter(named)) {
             let mut p = Package::new(PackageKind::Apk, name, version, location);
             p.arch = get('A').map(str::to_owned);
             p.license = get('L').map(str::to_owned);

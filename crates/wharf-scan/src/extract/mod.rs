@@ -79,8 +79,19 @@ pub fn classify(path: &str) -> Option<FileKind> {
     .then_some(FileKind::PythonMetadata)
 }
 
-/// Reads the packages a classified file describes.
+/// Reads the packages a classified file describes. A package without a
+/// name or a version is dropped, whatever the file says.
 pub fn extract(kind: FileKind, path: &str, data: &[u8]) -> Result<Vec<Package>, String> {
+    extract_any(kind, path, data).map(named_only)
+}
+
+/// Keeps the packages that have a name and a version.
+fn named_only(mut packages: Vec<Package>) -> Vec<Package> {
+    packages.retain(|p| !p.name.is_empty() && !p.version.is_empty());
+    packages
+}
+
+fn extract_any(kind: FileKind, path: &str, data: &[u8]) -> Result<Vec<Package>, String> {
     let text = || String::from_utf8_lossy(data);
     match kind {
         FileKind::DpkgStatus | FileKind::DpkgStatusD => Ok(dpkg::parse_status(
@@ -104,7 +115,7 @@ pub fn extract_binary(path: &str, data: &[u8], max_json: u64) -> Vec<Package> {
     if let Some(section) = elf::section(data, ".dep-v0") {
         out.extend(cargo::parse_auditable(section, path, max_json).unwrap_or_default());
     }
-    out
+    named_only(out)
 }
 
 /// Splits RFC 822-style stanza text (dpkg, PKG-INFO headers) into
