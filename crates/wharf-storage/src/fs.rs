@@ -663,6 +663,13 @@ impl Handle {
     }
 }
 
+/// How every handle to the metadata database is opened.
+fn db_builder() -> redb::Builder {
+    let mut builder = redb::Builder::new();
+    builder.set_cache_size(META_CACHE_BYTES);
+    builder
+}
+
 /// Opens (creating if needed) the database for writing, with its tables.
 fn open_database(path: &Path) -> Result<Database, redb::Error> {
     #[cfg(test)]
@@ -674,9 +681,7 @@ fn open_database(path: &Path) -> Result<Database, redb::Error> {
     {
         return Err(redb::Error::Io(io::ErrorKind::ReadOnlyFilesystem.into()));
     }
-    let mut builder = redb::Builder::new();
-    builder.set_cache_size(META_CACHE_BYTES);
-    let db = builder.create(path)?;
+    let db = db_builder().create(path)?;
     let txn = db.begin_write()?;
     txn.open_table(META_TABLE)?;
     txn.open_table(BLOB_TABLE)?;
@@ -716,8 +721,7 @@ fn open_handle(path: &Path, root: &Path) -> BackendResult<Handle> {
         Err(e) if is_read_only_storage(&e) => e,
         Err(e) => return Err(db_error("open", e)),
     };
-    let mut builder = redb::Builder::new();
-    builder.set_cache_size(META_CACHE_BYTES);
+    let builder = db_builder();
     match builder.open_read_only(path) {
         Ok(db) => Ok(Handle::ReadOnly(db)),
         Err(redb::DatabaseError::RepairAborted) => {

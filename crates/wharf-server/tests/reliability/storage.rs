@@ -28,6 +28,18 @@ fn fill(dir: &Path) -> std::path::PathBuf {
     path
 }
 
+/// Pushes `data` as a blob in one request (`POST ?digest=`), whatever the
+/// answer.
+fn push_whole(addr: &str, repo: &str, data: &[u8]) -> crate::common::HttpResp {
+    request(
+        addr,
+        "POST",
+        &format!("/v2/{repo}/blobs/uploads/?digest={}", sha256(data)),
+        &[],
+        data,
+    )
+}
+
 fn status_of(addr: &str, path: &str) -> u16 {
     get(addr, path).status
 }
@@ -100,13 +112,7 @@ fn disk_full_fails_pushes_cleanly_and_recovers_without_a_restart() {
     // A large push (streamed to a file) fails and says why.
     let big = rng.bytes(3 << 20);
     let big_d = sha256(&big);
-    let r = request(
-        &addr,
-        "POST",
-        &format!("/v2/{repo}/blobs/uploads/?digest={big_d}"),
-        &[],
-        &big,
-    );
+    let r = push_whole(&addr, repo, &big);
     assert_storage_error(&r, "large push on a full disk", "no space left");
     // A chunk of the open session fails; the session keeps its length.
     let chunk = rng.bytes(2 << 20);
@@ -128,14 +134,7 @@ fn disk_full_fails_pushes_cleanly_and_recovers_without_a_restart() {
     let mut small_outcomes = Vec::new();
     for i in 0..4 {
         let b = rng.bytes(200_000 + i);
-        let d = sha256(&b);
-        let r = request(
-            &addr,
-            "POST",
-            &format!("/v2/{repo}/blobs/uploads/?digest={d}"),
-            &[],
-            &b,
-        );
+        let r = push_whole(&addr, repo, &b);
         assert!(
             r.status == 201 || (500..600).contains(&r.status),
             "small push: {} {}",
@@ -284,22 +283,10 @@ fn io_errors_fail_requests_cleanly_and_readiness_reports_them() {
 
     // Pushes fail with a storage error.
     let big = rng.bytes(1_500_000);
-    let r = request(
-        &addr,
-        "POST",
-        &format!("/v2/{repo}/blobs/uploads/?digest={}", sha256(&big)),
-        &[],
-        &big,
-    );
+    let r = push_whole(&addr, repo, &big);
     assert_storage_error(&r, "large push on failed storage", "error");
     let tiny = rng.bytes(1000);
-    let r = request(
-        &addr,
-        "POST",
-        &format!("/v2/{repo}/blobs/uploads/?digest={}", sha256(&tiny)),
-        &[],
-        &tiny,
-    );
+    let r = push_whole(&addr, repo, &tiny);
     assert!((500..600).contains(&r.status), "small push: {}", r.status);
     let r = raw_request(
         &addr,
@@ -415,22 +402,10 @@ fn read_only_storage_serves_pulls_and_refuses_pushes_cleanly() {
 
     // Every kind of push fails with a 5xx that names the cause.
     let large = rng.bytes(1_500_000);
-    let r = request(
-        &addr,
-        "POST",
-        &format!("/v2/{repo}/blobs/uploads/?digest={}", sha256(&large)),
-        &[],
-        &large,
-    );
+    let r = push_whole(&addr, repo, &large);
     assert_storage_error(&r, "large push on read-only storage", "read-only");
     let tiny = rng.bytes(1000);
-    let r = request(
-        &addr,
-        "POST",
-        &format!("/v2/{repo}/blobs/uploads/?digest={}", sha256(&tiny)),
-        &[],
-        &tiny,
-    );
+    let r = push_whole(&addr, repo, &tiny);
     assert_storage_error(&r, "small push on read-only storage", "read-only");
     let r = raw_request(&addr, "POST", "/v2/ro/other/blobs/uploads/", &[], b"");
     assert_storage_error(&r, "upload start on read-only storage", "read-only");
@@ -526,22 +501,10 @@ fn storage_turning_read_only_under_the_server_keeps_pulls_working() {
     // read-only filesystem, later ones the read-only database.
     for round in 0..2 {
         let tiny = rng.bytes(1000 + round);
-        let r = request(
-            &addr,
-            "POST",
-            &format!("/v2/{repo}/blobs/uploads/?digest={}", sha256(&tiny)),
-            &[],
-            &tiny,
-        );
+        let r = push_whole(&addr, repo, &tiny);
         assert_storage_error(&r, "small push", "read-only");
         let big = rng.bytes(1_500_000 + round);
-        let r = request(
-            &addr,
-            "POST",
-            &format!("/v2/{repo}/blobs/uploads/?digest={}", sha256(&big)),
-            &[],
-            &big,
-        );
+        let r = push_whole(&addr, repo, &big);
         assert_storage_error(&r, "large push", "read-only");
         let r = put_manifest(&addr, repo, "v2", &manifest);
         assert_storage_error(&r, "manifest push", "read-only");
