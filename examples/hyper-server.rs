@@ -10,7 +10,7 @@ use std::sync::Arc;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use wharf_registry::Registry;
+use wharf_registry::{FramingGuard, Registry};
 use wharf_storage::{FsBackend, Store};
 
 #[tokio::main]
@@ -33,7 +33,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 async move { Ok::<_, std::convert::Infallible>(registry.handle(req).await) }
             });
             if let Err(e) = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
+                // The guard refuses requests with conflicting framing
+                // (Content-Length with Transfer-Encoding) before hyper
+                // would follow one of them.
+                .serve_connection(TokioIo::new(FramingGuard::new(stream)), service)
                 .await
             {
                 eprintln!("connection error: {e}");

@@ -28,12 +28,15 @@
 //! ```
 //!
 //! Access control plugs in through [`Authorizer`]; changes are published as
-//! [`Event`]s through hooks and a broadcast channel.
+//! [`Event`]s through hooks and a broadcast channel. A server that runs the
+//! registry over HTTP/1.1 wraps each connection in a [`FramingGuard`],
+//! which refuses requests with conflicting body framing.
 
 pub mod auth;
 mod body;
 mod error;
 pub mod events;
+mod framing;
 mod handlers;
 pub mod params;
 mod registry;
@@ -43,4 +46,5 @@ pub use auth::{Access, Action, AllowAll, Authorizer, Decision, RequestContext};
 pub use body::ResponseBody;
 pub use error::RegistryError;
 pub use events::{Event, EventHook};
+pub use framing::FramingGuard;
 pub use registry::{Limits, PeerAddr, Registry, RegistryBuilder, RequestInfo};

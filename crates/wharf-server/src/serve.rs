@@ -16,6 +16,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
+use wharf_registry::FramingGuard;
 use wharf_storage::{GcOptions, Store};
 
 use crate::app::App;
@@ -129,8 +130,10 @@ impl Server {
                 let served = async {
                     match tls {
                         None => {
-                            let conn =
-                                http.serve_connection_with_upgrades(TokioIo::new(io), service);
+                            let conn = http.serve_connection_with_upgrades(
+                                TokioIo::new(FramingGuard::new(io)),
+                                service,
+                            );
                             if let Err(e) = watcher.watch(conn.into_owned()).await {
                                 tracing::debug!(%peer, error = %e, "connection ended with an error");
                             }
@@ -148,8 +151,10 @@ impl Server {
                                         return;
                                     }
                                 };
-                            let conn = http
-                                .serve_connection_with_upgrades(TokioIo::new(tls_stream), service);
+                            let conn = http.serve_connection_with_upgrades(
+                                TokioIo::new(FramingGuard::new(tls_stream)),
+                                service,
+                            );
                             if let Err(e) = watcher.watch(conn.into_owned()).await {
                                 tracing::debug!(%peer, error = %e, "connection ended with an error");
                             }
