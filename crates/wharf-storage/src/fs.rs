@@ -364,6 +364,7 @@ impl FsBackend {
                 closed: false,
             }),
             last_writable_attempt: Mutex::new(Instant::now()),
+            cache: Mutex::new(ReadCache::default()),
         });
         let (writer, requests) = mpsc::channel();
         let writer_db = db.clone();
@@ -629,7 +630,29 @@ struct MetaDb {
     slot: RwLock<DbSlot>,
     /// When a read-only handle was last opened or tried to become writable.
     last_writable_attempt: Mutex<Instant>,
+    /// Small records recently read (see [`ReadCache`]).
+    cache: Mutex<ReadCache>,
 }
+
+/// Small metadata records recently read, so that a hot lookup (a tag, a
+/// manifest's record) skips the database's read transaction. Coherent
+/// because this process is the database's only writer and every write goes
+/// through the writer thread, which drops the keys it wrote once they are
+/// committed (before any caller hears of the write); a reopen drops all.
+/// `epoch` counts those drops: a read inserts what it read only if no drop
+/// happened since it started, so a value read before a commit is never
+/// cached after it.
+#[derive(Default)]
+struct ReadCache {
+    epoch: u64,
+    map: HashMap<Box<str>, MetaValue>,
+    bytes: usize,
+}
+
+/// Records larger than this are not cached.
+const CACHE_VALUE_MAX: usize = 1024;
+/// When the cached keys and values pass this, the cache starts over.
+const CACHE_BYTES: usize = 1 << 20;
 
 /// How often, at most, a read-only database is tried for writing.
 const WRITABLE_RETRY: Duration = Duration::from_secs(1);
@@ -903,7 +926,56 @@ impl MetaDb {
             _ => {}
         }
         slot.db = Some(handle);
+        self.cache_drop(None::<std::iter::Empty<&str>>);
         Ok(())
+    }
+
+    fn cache(&self) -> MutexGuard<'_, ReadCache> {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A cached record, or the epoch a read of it starts in.
+    fn cached(&self, key: &str) -> Result<MetaValue, u64> {
+        let cache = self.cache();
+        cache.map.get(key).cloned().ok_or(cache.epoch)
+    }
+
+    /// Caches `value`, read from the database since `epoch`.
+    fn cache_insert(&self, epoch: u64, key: &str, value: &MetaValue) {
+        if value.value.len() > CACHE_VALUE_MAX {
+            return;
+        }
+        let mut cache = self.cache();
+        if cache.epoch != epoch {
+            return;
+        }
+        let size = key.len() + value.value.len() + 64;
+        if cache.bytes + size > CACHE_BYTES {
+            cache.map.clear();
+            cache.bytes = 0;
+        }
+        if cache.map.insert(key.into(), value.clone()).is_none() {
+            cache.bytes += size;
+        }
+    }
+
+    /// Drops the cached records of `keys` (all of them for `None`).
+    fn cache_drop<'k>(&self, keys: Option<impl Iterator<Item = &'k str>>) {
+        let mut cache = self.cache();
+        cache.epoch += 1;
+        match keys {
+            Some(keys) => {
+                for key in keys {
+                    if let Some((key, value)) = cache.map.remove_entry(key) {
+                        cache.bytes -= key.len() + value.value.len() + 64;
+                    }
+                }
+            }
+            None => {
+                cache.map.clear();
+                cache.bytes = 0;
+            }
+        }
     }
 
     /// Closes the database for good (waiting for the reads in progress).
@@ -948,6 +1020,16 @@ struct Batch {
     ops: Vec<MetaOp>,
     /// The caller does not need the batch durable when it returns.
     relaxed: bool,
+}
+
+impl Batch {
+    /// The metadata keys the batch writes.
+    fn keys(&self) -> impl Iterator<Item = &str> {
+        self.ops.iter().map(|op| {
+            let (MetaOp::Put(key, _) | MetaOp::PutIfAbsent(key, _) | MetaOp::Delete(key)) = op;
+            key.as_str()
+        })
+    }
 }
 
 /// A change to the inline blobs.
@@ -1175,7 +1257,10 @@ fn db_writer(db: &MetaDb, rx: &mpsc::Receiver<WriteRequest>) {
 
 fn commit_group(db: &MetaDb, mut group: Vec<WriteRequest>) {
     let batches: Vec<&Batch> = group.iter().map(|r| &r.batch).collect();
-    match db.with_writable_db("write", |db| apply_group(db, &batches)) {
+    let result = db.with_writable_db("write", |db| apply_group(db, &batches));
+    // Before any caller hears of the write, committed or not.
+    db.cache_drop(Some(batches.iter().flat_map(|b| b.keys())));
+    match result {
         Ok(()) => {
             for request in group {
                 let _ = request.reply.send(Ok(()));
@@ -1192,6 +1277,7 @@ fn commit_group(db: &MetaDb, mut group: Vec<WriteRequest>) {
             tracing::warn!(error = %e, batches = group.len(), "grouped metadata commit failed; retrying batch by batch");
             for request in group {
                 let result = db.with_writable_db("write", |db| apply_group(db, &[&request.batch]));
+                db.cache_drop(Some(request.batch.keys()));
                 let _ = request.reply.send(result);
             }
         }
@@ -2338,7 +2424,12 @@ impl Backend for FsBackend {
         // hand-offs of `spawn_blocking` (which profiles showed dominating
         // manifest GETs and tag pushes); a miss reads a few pages, usually
         // from the operating system's page cache.
-        let record = self.inner.shared.db.with_db("read", |db| {
+        let meta = &self.inner.shared.db;
+        let epoch = match meta.cached(key.as_str()) {
+            Ok(hit) => return Ok(hit),
+            Err(epoch) => epoch,
+        };
+        let record = meta.with_db("read", |db| {
             let txn = db.begin_read()?;
             let table = txn.open_table(META_TABLE)?;
             Ok(table.get(key.as_str())?.map(|v| v.value().to_vec()))
@@ -2347,7 +2438,9 @@ impl Backend for FsBackend {
             None => Err(BackendError::NotFound(key.to_string())),
             Some(record) => {
                 let (modified, value) = decode_record(key.as_str(), record)?;
-                Ok(MetaValue { value, modified })
+                let value = MetaValue { value, modified };
+                meta.cache_insert(epoch, key.as_str(), &value);
+                Ok(value)
             }
         }
     }
@@ -2875,6 +2968,114 @@ mod tests {
         let got = b.blob_list(Some(&absent), 1000).await.unwrap();
         assert_eq!(got.iter().map(|m| &m.digest).collect::<Vec<_>>(), expected);
         assert!(got.iter().all(|m| m.size == 4));
+    }
+
+    #[tokio::test]
+    async fn cached_reads_follow_every_kind_of_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = FsBackend::open(dir.path()).unwrap();
+        let k = key("repo/x/_tag/v1");
+        let get = |b: FsBackend| {
+            let k = k.clone();
+            async move { b.meta_get(&k).await.map(|v| v.value) }
+        };
+        b.meta_put(k.clone(), Bytes::from_static(b"one"))
+            .await
+            .unwrap();
+        assert_eq!(get(b.clone()).await.unwrap(), &b"one"[..]);
+        assert_eq!(get(b.clone()).await.unwrap(), &b"one"[..]);
+        assert!(b.inner.shared.db.cache().map.contains_key(k.as_str()));
+        b.meta_put(k.clone(), Bytes::from_static(b"two"))
+            .await
+            .unwrap();
+        assert_eq!(get(b.clone()).await.unwrap(), &b"two"[..]);
+        b.meta_apply_relaxed(vec![MetaOp::Put(k.clone(), Bytes::from_static(b"three"))])
+            .await
+            .unwrap();
+        assert_eq!(get(b.clone()).await.unwrap(), &b"three"[..]);
+        // PutIfAbsent leaves it; Delete removes it.
+        b.meta_apply(vec![MetaOp::PutIfAbsent(
+            k.clone(),
+            Bytes::from_static(b"no"),
+        )])
+        .await
+        .unwrap();
+        assert_eq!(get(b.clone()).await.unwrap(), &b"three"[..]);
+        b.meta_delete(k.clone()).await.unwrap();
+        assert!(get(b.clone()).await.unwrap_err().is_not_found());
+        // Written with a blob, in the same batch.
+        let blob = Bytes::from_static(b"blob");
+        let d = Digest::sha256(&blob);
+        b.blob_put_with_meta(
+            &d,
+            blob,
+            vec![MetaOp::Put(k.clone(), Bytes::from_static(b"four"))],
+        )
+        .await
+        .unwrap();
+        assert_eq!(get(b.clone()).await.unwrap(), &b"four"[..]);
+        // Large records are read, not cached.
+        let big = key("repo/x/_big");
+        b.meta_put(big.clone(), Bytes::from(vec![7; CACHE_VALUE_MAX + 1]))
+            .await
+            .unwrap();
+        assert_eq!(
+            b.meta_get(&big).await.unwrap().value.len(),
+            CACHE_VALUE_MAX + 1
+        );
+        assert!(!b.inner.shared.db.cache().map.contains_key(big.as_str()));
+    }
+
+    /// Readers racing writers never see a value older than the last
+    /// acknowledged write, and never one going backwards.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn cached_reads_never_lag_acknowledged_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = FsBackend::open(dir.path()).unwrap();
+        let k = key("repo/x/_tag/latest");
+        b.meta_put(k.clone(), Bytes::from(0u64.to_be_bytes().to_vec()))
+            .await
+            .unwrap();
+        let acked = Arc::new(AtomicU64::new(0));
+        let done = Arc::new(AtomicBool::new(false));
+        let read = |b: &FsBackend, k: &Key| {
+            let (b, k) = (b.clone(), k.clone());
+            async move {
+                let v = b.meta_get(&k).await.unwrap().value;
+                u64::from_be_bytes(v.as_ref().try_into().unwrap())
+            }
+        };
+        let mut readers = Vec::new();
+        for _ in 0..3 {
+            let (b, k, acked, done) = (b.clone(), k.clone(), acked.clone(), done.clone());
+            readers.push(tokio::spawn(async move {
+                let mut last = 0;
+                let mut reads = 0u64;
+                while !done.load(Ordering::Acquire) {
+                    let floor = acked.load(Ordering::Acquire);
+                    let seen = read(&b, &k).await;
+                    assert!(seen >= floor, "read {seen} after {floor} was acknowledged");
+                    assert!(seen >= last, "read {seen} after {last}");
+                    last = seen;
+                    reads += 1;
+                }
+                reads
+            }));
+        }
+        for i in 1..=300u64 {
+            let op = MetaOp::Put(k.clone(), Bytes::from(i.to_be_bytes().to_vec()));
+            if i % 2 == 0 {
+                b.meta_apply(vec![op]).await.unwrap();
+            } else {
+                b.meta_apply_relaxed(vec![op]).await.unwrap();
+            }
+            acked.store(i, Ordering::Release);
+            assert_eq!(read(&b, &k).await, i);
+        }
+        done.store(true, Ordering::Release);
+        for r in readers {
+            assert!(r.await.unwrap() > 0);
+        }
     }
 
     #[tokio::test]
