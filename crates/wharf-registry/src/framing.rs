@@ -53,6 +53,19 @@ enum State {
     Passthrough,
 }
 
+impl State {
+    /// The state once `n` bytes of body data (no more than are left) have
+    /// gone by; other states stay.
+    fn after_data(self, n: u64) -> State {
+        match self {
+            State::Body(left) => after_body(left - n),
+            State::Chunked(Chunk::Data(left)) if left == n => State::Chunked(Chunk::DataCr),
+            State::Chunked(Chunk::Data(left)) => State::Chunked(Chunk::Data(left - n)),
+            other => other,
+        }
+    }
+}
+
 /// Chunked-coding states, as hyper's decoder has them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Chunk {
@@ -139,19 +152,10 @@ impl<T> FramingGuard<T> {
                 }
                 _ if self.ready >= self.buf.len() => return,
                 State::Passthrough => self.ready = self.buf.len(),
-                State::Body(left) => {
+                State::Body(left) | State::Chunked(Chunk::Data(left)) => {
                     let n = left.min((self.buf.len() - self.ready) as u64);
                     self.ready += n as usize;
-                    self.state = after_body(left - n);
-                }
-                State::Chunked(Chunk::Data(left)) => {
-                    let n = left.min((self.buf.len() - self.ready) as u64);
-                    self.ready += n as usize;
-                    self.state = State::Chunked(if left == n {
-                        Chunk::DataCr
-                    } else {
-                        Chunk::Data(left - n)
-                    });
+                    self.state = self.state.after_data(n);
                 }
                 State::Chunked(chunk) => {
                     let byte = self.buf[self.ready];
@@ -386,14 +390,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for FramingGuard<T> {
                     let before = out.filled().len();
                     ready!(Pin::new(&mut this.io).poll_read(cx, out))?;
                     let n = (out.filled().len() - before) as u64;
-                    this.state = match this.state {
-                        State::Body(left) => after_body(left - n),
-                        State::Chunked(Chunk::Data(left)) if left == n => {
-                            State::Chunked(Chunk::DataCr)
-                        }
-                        State::Chunked(Chunk::Data(left)) => State::Chunked(Chunk::Data(left - n)),
-                        other => other,
-                    };
+                    this.state = this.state.after_data(n);
                     return Poll::Ready(Ok(()));
                 }
             }

@@ -649,6 +649,18 @@ struct ReadCache {
     bytes: usize,
 }
 
+impl ReadCache {
+    /// What an entry counts against [`CACHE_BYTES`].
+    fn size(key: &str, value: &MetaValue) -> usize {
+        key.len() + value.value.len() + 64
+    }
+
+    fn clear(&mut self) {
+        self.map.clear();
+        self.bytes = 0;
+    }
+}
+
 /// Records larger than this are not cached.
 const CACHE_VALUE_MAX: usize = 1024;
 /// When the cached keys and values pass this, the cache starts over.
@@ -926,7 +938,10 @@ impl MetaDb {
             _ => {}
         }
         slot.db = Some(handle);
-        self.cache_drop(None::<std::iter::Empty<&str>>);
+        // Reads in progress will not cache what they read.
+        let mut cache = self.cache();
+        cache.epoch += 1;
+        cache.clear();
         Ok(())
     }
 
@@ -949,31 +964,22 @@ impl MetaDb {
         if cache.epoch != epoch {
             return;
         }
-        let size = key.len() + value.value.len() + 64;
+        let size = ReadCache::size(key, value);
         if cache.bytes + size > CACHE_BYTES {
-            cache.map.clear();
-            cache.bytes = 0;
+            cache.clear();
         }
         if cache.map.insert(key.into(), value.clone()).is_none() {
             cache.bytes += size;
         }
     }
 
-    /// Drops the cached records of `keys` (all of them for `None`).
-    fn cache_drop<'k>(&self, keys: Option<impl Iterator<Item = &'k str>>) {
+    /// Drops the cached records of `keys`.
+    fn cache_drop<'k>(&self, keys: impl Iterator<Item = &'k str>) {
         let mut cache = self.cache();
         cache.epoch += 1;
-        match keys {
-            Some(keys) => {
-                for key in keys {
-                    if let Some((key, value)) = cache.map.remove_entry(key) {
-                        cache.bytes -= key.len() + value.value.len() + 64;
-                    }
-                }
-            }
-            None => {
-                cache.map.clear();
-                cache.bytes = 0;
+        for key in keys {
+            if let Some((key, value)) = cache.map.remove_entry(key) {
+                cache.bytes -= ReadCache::size(&key, &value);
             }
         }
     }
@@ -1259,7 +1265,7 @@ fn commit_group(db: &MetaDb, mut group: Vec<WriteRequest>) {
     let batches: Vec<&Batch> = group.iter().map(|r| &r.batch).collect();
     let result = db.with_writable_db("write", |db| apply_group(db, &batches));
     // Before any caller hears of the write, committed or not.
-    db.cache_drop(Some(batches.iter().flat_map(|b| b.keys())));
+    db.cache_drop(batches.iter().flat_map(|b| b.keys()));
     match result {
         Ok(()) => {
             for request in group {
@@ -1277,7 +1283,7 @@ fn commit_group(db: &MetaDb, mut group: Vec<WriteRequest>) {
             tracing::warn!(error = %e, batches = group.len(), "grouped metadata commit failed; retrying batch by batch");
             for request in group {
                 let result = db.with_writable_db("write", |db| apply_group(db, &[&request.batch]));
-                db.cache_drop(Some(request.batch.keys()));
+                db.cache_drop(request.batch.keys());
                 let _ = request.reply.send(result);
             }
         }
