@@ -639,12 +639,15 @@ struct MetaDb {
 /// because this process is the database's only writer and every write goes
 /// through the writer thread, which drops the keys it wrote once they are
 /// committed (before any caller hears of the write); a reopen drops all.
-/// `epoch` counts those drops: a read inserts what it read only if no drop
-/// happened since it started, so a value read before a commit is never
-/// cached after it.
+/// `epoch` counts commits begun and ended: a read inserts what it read only
+/// if it started while no commit was in flight (`writing`) and none began
+/// since, so what it read is the latest committed value. (Between a commit
+/// and the drop of its keys, two reads could otherwise insert an old and a
+/// new value in either order.)
 #[derive(Default)]
 struct ReadCache {
     epoch: u64,
+    writing: bool,
     map: HashMap<Box<str>, MetaValue>,
     bytes: usize,
 }
@@ -949,19 +952,23 @@ impl MetaDb {
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A cached record, or the epoch a read of it starts in.
-    fn cached(&self, key: &str) -> Result<MetaValue, u64> {
+    /// A cached record, or the epoch a read of it starts in (`None` while a
+    /// commit is in flight: what the read finds is not cached).
+    fn cached(&self, key: &str) -> Result<MetaValue, Option<u64>> {
         let cache = self.cache();
-        cache.map.get(key).cloned().ok_or(cache.epoch)
+        match cache.map.get(key) {
+            Some(hit) => Ok(hit.clone()),
+            None => Err((!cache.writing).then_some(cache.epoch)),
+        }
     }
 
     /// Caches `value`, read from the database since `epoch`.
-    fn cache_insert(&self, epoch: u64, key: &str, value: &MetaValue) {
+    fn cache_insert(&self, epoch: Option<u64>, key: &str, value: &MetaValue) {
         if value.value.len() > CACHE_VALUE_MAX {
             return;
         }
         let mut cache = self.cache();
-        if cache.epoch != epoch {
+        if cache.writing || Some(cache.epoch) != epoch {
             return;
         }
         let size = ReadCache::size(key, value);
@@ -973,10 +980,29 @@ impl MetaDb {
         }
     }
 
-    /// Drops the cached records of `keys`.
+    /// Runs a commit of `keys`: reads in progress or starting meanwhile
+    /// cache nothing, and the cached records of `keys` are dropped once it
+    /// is done, before any caller hears of it.
+    fn commit<'k>(
+        &self,
+        keys: impl Iterator<Item = &'k str>,
+        commit: impl Fn(&Database) -> Result<(), redb::Error>,
+    ) -> BackendResult<()> {
+        {
+            let mut cache = self.cache();
+            cache.epoch += 1;
+            cache.writing = true;
+        }
+        let result = self.with_writable_db("write", commit);
+        self.cache_drop(keys);
+        result
+    }
+
+    /// Drops the cached records of `keys` (a commit of them has ended).
     fn cache_drop<'k>(&self, keys: impl Iterator<Item = &'k str>) {
         let mut cache = self.cache();
         cache.epoch += 1;
+        cache.writing = false;
         for key in keys {
             if let Some((key, value)) = cache.map.remove_entry(key) {
                 cache.bytes -= ReadCache::size(&key, &value);
@@ -1263,9 +1289,9 @@ fn db_writer(db: &MetaDb, rx: &mpsc::Receiver<WriteRequest>) {
 
 fn commit_group(db: &MetaDb, mut group: Vec<WriteRequest>) {
     let batches: Vec<&Batch> = group.iter().map(|r| &r.batch).collect();
-    let result = db.with_writable_db("write", |db| apply_group(db, &batches));
-    // Before any caller hears of the write, committed or not.
-    db.cache_drop(batches.iter().flat_map(|b| b.keys()));
+    let result = db.commit(batches.iter().flat_map(|b| b.keys()), |db| {
+        apply_group(db, &batches)
+    });
     match result {
         Ok(()) => {
             for request in group {
@@ -1282,8 +1308,9 @@ fn commit_group(db: &MetaDb, mut group: Vec<WriteRequest>) {
             // its own.
             tracing::warn!(error = %e, batches = group.len(), "grouped metadata commit failed; retrying batch by batch");
             for request in group {
-                let result = db.with_writable_db("write", |db| apply_group(db, &[&request.batch]));
-                db.cache_drop(request.batch.keys());
+                let result = db.commit(request.batch.keys(), |db| {
+                    apply_group(db, &[&request.batch])
+                });
                 let _ = request.reply.send(result);
             }
         }
@@ -3030,6 +3057,40 @@ mod tests {
             CACHE_VALUE_MAX + 1
         );
         assert!(!b.inner.shared.db.cache().map.contains_key(big.as_str()));
+    }
+
+    /// The interleaving a thread race only rarely produces: a read that
+    /// started before a commit finishes after a read that started after it,
+    /// both before the commit's keys are dropped. Neither may cache what it
+    /// read, or a reader that saw the new value could next see the old one.
+    #[test]
+    fn reads_around_a_commit_cache_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = FsBackend::open(dir.path()).unwrap();
+        let db = &b.inner.shared.db;
+        let k = "repo/x/_tag/latest";
+        let value = |v: &'static [u8]| MetaValue {
+            value: Bytes::from_static(v),
+            modified: SystemTime::UNIX_EPOCH,
+        };
+        let early = db.cached(k).unwrap_err();
+        db.commit([k].into_iter(), |_| {
+            let late = db.cached(k).unwrap_err();
+            db.cache_insert(late, k, &value(b"new"));
+            db.cache_insert(early, k, &value(b"old"));
+            assert!(db.cached(k).is_err(), "cached during a commit");
+            Ok(())
+        })
+        .unwrap();
+        assert!(db.cached(k).is_err());
+        // Between commits, a read caches what it read.
+        let between = db.cached(k).unwrap_err();
+        db.cache_insert(between, k, &value(b"new"));
+        assert_eq!(db.cached(k).unwrap().value, Bytes::from_static(b"new"));
+        // A read that started before a commit does not.
+        db.commit([k].into_iter(), |_| Ok(())).unwrap();
+        db.cache_insert(between, k, &value(b"new"));
+        assert!(db.cached(k).is_err());
     }
 
     /// Readers racing writers never see a value older than the last
