@@ -952,23 +952,21 @@ impl MetaDb {
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A cached record, or the epoch a read of it starts in (`None` while a
-    /// commit is in flight: what the read finds is not cached).
-    fn cached(&self, key: &str) -> Result<MetaValue, Option<u64>> {
+    /// A cached record, or the epoch a read of it starts in.
+    fn cached(&self, key: &str) -> Result<MetaValue, u64> {
         let cache = self.cache();
-        match cache.map.get(key) {
-            Some(hit) => Ok(hit.clone()),
-            None => Err((!cache.writing).then_some(cache.epoch)),
-        }
+        cache.map.get(key).cloned().ok_or(cache.epoch)
     }
 
-    /// Caches `value`, read from the database since `epoch`.
-    fn cache_insert(&self, epoch: Option<u64>, key: &str, value: &MetaValue) {
+    /// Caches `value`, read from the database since `epoch` (not if a
+    /// commit began since, or is in flight: a read that started during it
+    /// has its epoch).
+    fn cache_insert(&self, epoch: u64, key: &str, value: &MetaValue) {
         if value.value.len() > CACHE_VALUE_MAX {
             return;
         }
         let mut cache = self.cache();
-        if cache.writing || Some(cache.epoch) != epoch {
+        if cache.writing || cache.epoch != epoch {
             return;
         }
         let size = ReadCache::size(key, value);
